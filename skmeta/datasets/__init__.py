@@ -1,0 +1,10 @@
+"""Dataset loaders and task generators."""
+
+from ._base import get_data_home
+from ._omniglot import load_omniglot, load_omniglot_runs
+
+__all__ = [
+    "get_data_home",
+    "load_omniglot",
+    "load_omniglot_runs",
+]

@@ -1,0 +1,111 @@
+"""What every metric-based learner shares: an embedding, episodes embedded in
+one forward pass, and the learner as a transformer to that embedding.
+
+A metric method is its scoring rule: ``_task_state`` (what it keeps of an
+embedded support set) and ``_logits`` (how queries are scored against it).
+"""
+
+import numpy as np
+import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import validate_data
+
+from ..base import MetaClassifierMixin, MetaLearner, _as_float_tensor
+from ..modules import infer_n_features_out
+
+__all__ = ["MetricMetaLearner"]
+
+
+class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaClassifierMixin, MetaLearner):
+    """Base of the metric-based meta-learners (not used directly).
+
+    Subclasses set ``_task_state_names`` and implement ``_task_state`` and
+    ``_logits``.
+    """
+
+    _task_state_names = ()
+
+    @property
+    def _task_attributes(self):
+        return MetaLearner._task_attributes + tuple(self._task_state_names)
+
+    def embed(self, X):
+        """Embedding of a float tensor, through the meta-learned backbone."""
+        return self.module_(X)
+
+    def _task_state(self, z_support, y_support, n_way):
+        """Named tensors kept of an embedded support set, e.g. prototypes."""
+        raise NotImplementedError
+
+    def _logits(self, z_query, **state):
+        """Scores of embedded queries against a task state, (n_query, n_way)."""
+        raise NotImplementedError
+
+    def meta_loss(self, tasks, training):
+        with torch.set_grad_enabled(training):
+            embeddings = self._embed_tasks(tasks)
+            losses, correct, total = [], 0, 0
+            for task, (z_support, z_query) in zip(tasks, embeddings):
+                state = self._task_state(z_support, task.y_support, task.n_way)
+                logits = self._logits(z_query, **state)
+                losses.append(self.get_loss(logits, task.y_query, training=training))
+                correct += int((logits.argmax(1) == task.y_query).sum())
+                total += len(task.y_query)
+        return torch.stack(losses).mean(), correct / total
+
+    def _embed_tasks(self, tasks):
+        """Embed every support and query set of a meta-batch in one forward
+        pass (one large batch is several times faster than many small ones,
+        and batch norm sees the whole meta-batch)."""
+        shapes = {task.X_support.shape[1:] for task in tasks}
+        if len(shapes) > 1:  # tasks from different feature spaces
+            return [(self.embed(t.X_support), self.embed(t.X_query)) for t in tasks]
+        parts = [X for task in tasks for X in (task.X_support, task.X_query)]
+        z = self.embed(torch.cat(parts))
+        chunks = torch.split(z, [len(X) for X in parts])
+        return list(zip(chunks[0::2], chunks[1::2]))
+
+    def _adapt(self, X, y):
+        for name, value in self._task_state(self.embed(X), y, len(self.classes_)).items():
+            setattr(self, name, value)
+
+    def _predict_scores(self, X):
+        return self._logits(self.embed(X), **{name: getattr(self, name) for name in self._task_state_names})
+
+    def transform(self, X):
+        """Embed ``X`` with the meta-learned backbone.
+
+        Needs only ``meta_fit`` (or a previous ``fit``), not a support set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_features_out)
+        """
+        fitted = self.__sklearn_is_fitted__()
+        if not (fitted or self._is_meta_fitted()):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is neither meta-fitted nor fitted yet. "
+                "Call 'meta_fit' or 'fit' before using transform."
+            )
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        if not fitted:
+            self._prepare_meta_state(X)  # checks the feature count against meta_fit
+        self._set_training(False)
+        with torch.no_grad():
+            Z = self.embed(_as_float_tensor(X, self.device))
+        return Z.float().cpu().numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    @property
+    def _n_features_out(self):
+        shape = getattr(self, "meta_input_shape_", None) or (self.n_features_in_,)
+        return infer_n_features_out(self.module_, shape)

@@ -1,0 +1,166 @@
+"""Backbones shared by all meta-learners: plain :class:`torch.nn.Module` s.
+
+A backbone maps a batch of inputs to a batch of feature vectors. Metric
+learners use its output as the embedding; optimisation-based learners put a
+linear head on top (``out_features``). Every backbone accepts flattened
+2-D input ``(n_samples, n_features)`` as scikit-learn hands it over, and
+reshapes it to what its layers need.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["Conv4", "MLP", "conv_block"]
+
+
+def conv_block(in_channels, out_channels, pool=True):
+    """The block of Vinyals et al. (2016): 3x3 convolution, batch norm, ReLU, 2x2 max-pool."""
+    layers = [
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class Conv4(nn.Module):
+    """The standard few-shot image backbone: four convolutional blocks.
+
+    Each block is a 3x3 convolution with ``hidden_channels`` filters, batch
+    normalisation, ReLU and 2x2 max-pooling. On 28x28 Omniglot images the
+    output is ``hidden_channels`` features (64 by default), as in Vinyals et
+    al. (2016), Snell et al. (2017) and Finn et al. (2017).
+
+    Parameters
+    ----------
+    input_shape : tuple of int, default=(1, 28, 28)
+        ``(channels, height, width)`` of one image. Flattened input of
+        ``prod(input_shape)`` features is reshaped to it; 3-D input
+        ``(n, height, width)`` gets a channel axis.
+
+    hidden_channels : int, default=64
+        Filters per convolution.
+
+    n_blocks : int, default=4
+        Number of blocks.
+
+    out_features : int or None, default=None
+        If given, a linear layer maps the flattened features to this many
+        outputs (the classification head of MAML and its relatives).
+
+    Attributes
+    ----------
+    n_features_out : int
+        Size of the returned vectors.
+
+    References
+    ----------
+    Vinyals, O., Blundell, C., Lillicrap, T., Kavukcuoglu, K. and Wierstra,
+    D. (2016). Matching networks for one shot learning. NeurIPS.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.modules import Conv4
+    >>> Conv4()(torch.zeros(5, 784)).shape
+    torch.Size([5, 64])
+    """
+
+    def __init__(self, input_shape=(1, 28, 28), hidden_channels=64, n_blocks=4, out_features=None):
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        channels, height, width = self.input_shape
+        blocks = []
+        for i in range(n_blocks):
+            blocks.append(conv_block(channels if i == 0 else hidden_channels, hidden_channels))
+            height, width = height // 2, width // 2
+        self.encoder = nn.Sequential(*blocks)
+        n_flat = hidden_channels * max(height, 1) * max(width, 1)
+        self.head = None if out_features is None else nn.Linear(n_flat, out_features)
+        self.n_features_out = n_flat if out_features is None else out_features
+
+    def forward(self, X):
+        if X.dim() == 2:
+            X = X.reshape(-1, *self.input_shape)
+        elif X.dim() == 3:
+            X = X.unsqueeze(1)
+        features = self.encoder(X).flatten(1)
+        return features if self.head is None else self.head(features)
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron for tabular features.
+
+    ``Linear -> ReLU`` for each hidden layer, then a final ``Linear`` to
+    ``out_features`` (no activation, so distances between outputs are not
+    truncated at zero). With ``out_features=None`` the output is the last
+    hidden layer, after its activation.
+
+    Parameters
+    ----------
+    in_features : int or None, default=None
+        Input size. Meta-learners fill it in from the data when it is left
+        as None.
+
+    hidden_sizes : tuple of int, default=(64,)
+        Sizes of the hidden layers.
+
+    out_features : int or None, default=64
+        Output size.
+
+    batch_norm : bool, default=False
+        Batch normalisation after each hidden linear layer.
+
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.modules import MLP
+    >>> MLP(in_features=4, hidden_sizes=(8,), out_features=3)(torch.zeros(2, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, in_features=None, hidden_sizes=(64,), out_features=64, batch_norm=False, dropout=0.0):
+        super().__init__()
+        if in_features is None:
+            raise TypeError("MLP needs in_features; meta-learners set it from the data")
+        layers = []
+        size = int(in_features)
+        for hidden in hidden_sizes:
+            layers.append(nn.Linear(size, hidden))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(nn.ReLU())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            size = hidden
+        if out_features is not None:
+            layers.append(nn.Linear(size, out_features))
+            size = out_features
+        self.layers = nn.Sequential(*layers)
+        self.n_features_out = size
+
+    def forward(self, X):
+        return self.layers(X.flatten(1))
+
+
+def infer_n_features_out(module, input_shape):
+    """Size of ``module``'s output vectors for inputs of ``input_shape`` (one sample)."""
+    if hasattr(module, "n_features_out"):
+        return int(module.n_features_out)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            param = next(module.parameters(), None)
+            device = param.device if param is not None else "cpu"
+            out = module(torch.zeros((2, *input_shape), device=device))
+    finally:
+        module.train(was_training)
+    return int(math.prod(out.shape[1:]))

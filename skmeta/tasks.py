@@ -1,0 +1,275 @@
+"""Few-shot tasks and the collections that produce them.
+
+A *task* (an episode) is a small labelled support set and a query set. A task
+collection is any iterable of :class:`Task`; ``meta_fit`` consumes one.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+__all__ = ["Task", "EpisodeSampler", "rotate_classes"]
+
+
+@dataclass
+class Task:
+    """One few-shot episode.
+
+    Parameters
+    ----------
+    X_support, y_support : array-like or torch.Tensor
+        The labelled examples to adapt on.
+
+    X_query : array-like or torch.Tensor
+        The examples to predict.
+
+    y_query : array-like or torch.Tensor, default=None
+        Their labels, when known (always during meta-training).
+
+    classes : array-like, default=None
+        For sampled episodes: the original label of each episode label
+        ``0 .. n_way - 1``, for inspection.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.tasks import Task
+    >>> task = Task(np.zeros((2, 3)), [0, 1], np.ones((4, 3)), [1, 1, 0, 0])
+    >>> task.n_way
+    2
+    """
+
+    X_support: Any
+    y_support: Any
+    X_query: Any
+    y_query: Any = None
+    classes: Any = None
+
+    @property
+    def n_way(self):
+        """Number of distinct classes in the support set."""
+        y = self.y_support
+        return int(torch.unique(y).numel()) if torch.is_tensor(y) else len(np.unique(np.asarray(y)))
+
+
+def rotate_classes(angles=(90, 180, 270), image_shape=None):
+    """Class augmentation: every rotation of a class is a new class.
+
+    The augmentation of Santoro et al. (2016) and Snell et al. (2017) for
+    Omniglot: rotating all images of a character by 90, 180 and 270 degrees
+    makes three more characters.
+
+    Parameters
+    ----------
+    angles : tuple of int, default=(90, 180, 270)
+        Multiples of 90 degrees to add, counter-clockwise.
+
+    image_shape : tuple of int, default=None
+        ``(height, width)`` or ``(channels, height, width)`` for flattened
+        input; square single-channel images are assumed when None.
+
+    Returns
+    -------
+    augment : callable
+        ``augment(X, y) -> (X, y)`` on a tensor pool and integer class codes;
+        rotated copies get codes ``code + (i + 1) * n_classes``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.tasks import rotate_classes
+    >>> X, y = torch.arange(8.).reshape(2, 4), torch.tensor([0, 1])
+    >>> X_aug, y_aug = rotate_classes((90,))(X, y)
+    >>> X_aug.shape, y_aug.tolist()
+    (torch.Size([4, 4]), [0, 1, 2, 3])
+    """
+    for angle in angles:
+        if angle % 90:
+            raise ValueError(f"rotate_classes takes multiples of 90 degrees, got {angle}")
+
+    def augment(X, y):
+        flat = X.dim() == 2
+        if flat:
+            side = int(round(X.shape[1] ** 0.5))
+            shape = image_shape or (side, side)
+            if int(np.prod(shape)) != X.shape[1]:
+                raise ValueError(
+                    f"cannot view {X.shape[1]} features as images of shape {shape}; pass image_shape"
+                )
+            images = X.reshape(-1, *shape)
+        else:
+            images = X
+        n_classes = int(y.max()) + 1
+        Xs, ys = [X], [y]
+        for i, angle in enumerate(angles):
+            rotated = torch.rot90(images, k=angle // 90, dims=(-2, -1))
+            Xs.append(rotated.reshape(X.shape) if flat else rotated)
+            ys.append(y + (i + 1) * n_classes)
+        return torch.cat(Xs), torch.cat(ys)
+
+    return augment
+
+
+class EpisodeSampler:
+    """N-way K-shot episodes sampled from a labelled pool.
+
+    The pool is converted to one tensor once; an episode is index arithmetic
+    on it (random class choice, random example choice per class), made for
+    many episodes at a time, so sampling costs microseconds per episode.
+
+    Each pass over the sampler yields ``n_tasks`` new episodes from one
+    random stream (seeded by ``random_state``): meta-training sees fresh
+    episodes every epoch. For a fixed set, e.g. for validation, take
+    ``list(sampler)``.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_samples, ...)
+        The pool, flattened or N-D (e.g. images).
+
+    y : array-like of shape (n_samples,)
+        Class labels, any hashable values.
+
+    n_way : int
+        Classes per episode.
+
+    k_shot : int
+        Support examples per class.
+
+    n_query : int
+        Query examples per class.
+
+    n_tasks : int or None, default=None
+        Episodes per pass. None makes the sampler endless (it cannot be
+        used directly by ``meta_fit``, which needs passes of known length).
+
+    augment : callable or None, default=None
+        ``augment(X, codes) -> (X, codes)`` applied once to the pool, e.g.
+        :func:`rotate_classes` for Omniglot.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the episode stream.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Original labels, indexed by class code; augmented classes map to the
+        label of the class they were made from.
+
+    n_classes_ : int
+        Number of classes after augmentation.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmeta.tasks import EpisodeSampler
+    >>> X, y = load_digits(return_X_y=True)
+    >>> sampler = EpisodeSampler(X, y, n_way=5, k_shot=1, n_query=3, n_tasks=10, random_state=0)
+    >>> task = next(iter(sampler))
+    >>> tuple(task.X_support.shape), task.y_support.tolist()
+    ((5, 64), [0, 1, 2, 3, 4])
+    >>> tuple(task.X_query.shape)
+    (15, 64)
+    """
+
+    # Episodes drawn per vectorised call; large enough to amortise the Python
+    # overhead, small enough that the index block stays in cache.
+    _chunk = 64
+
+    def __init__(
+        self,
+        X,
+        y,
+        n_way,
+        k_shot,
+        n_query,
+        n_tasks=None,
+        augment: Optional[Callable] = None,
+        random_state=None,
+    ):
+        for name, value, low in (("n_way", n_way, 1), ("k_shot", k_shot, 1), ("n_query", n_query, 0)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if n_tasks is not None and (not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1):
+            raise ValueError(f"n_tasks must be a positive integer or None, got {n_tasks!r}")
+        self.n_way, self.k_shot, self.n_query, self.n_tasks = int(n_way), int(k_shot), int(n_query), n_tasks
+        self.augment = augment
+        self.random_state = random_state
+
+        X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=torch.float32)
+        y = np.asarray(y)
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
+        if torch.isnan(X).any():
+            raise ValueError("X contains NaN")
+        classes, codes = np.unique(y, return_inverse=True)
+        codes = torch.as_tensor(codes, dtype=torch.long)
+        if augment is not None:
+            n_original = len(classes)
+            X, codes = augment(X, codes)
+            classes = classes[np.arange(int(codes.max()) + 1) % n_original]
+        self.classes_ = classes
+        self.n_classes_ = len(classes)
+
+        counts = torch.bincount(codes, minlength=self.n_classes_)
+        needed = self.k_shot + self.n_query
+        if self.n_classes_ < self.n_way:
+            raise ValueError(f"n_way={self.n_way} but the pool has only {self.n_classes_} classes")
+        short = torch.nonzero(counts < needed).flatten()
+        if len(short):
+            first = int(short[0])
+            raise ValueError(
+                f"k_shot + n_query = {needed} examples per class are needed, but {len(short)} "
+                f"classes have fewer (class {classes[first]!r} has {int(counts[first])}); "
+                "drop those classes or lower k_shot / n_query"
+            )
+        # Examples sorted by class: class c owns order[offsets[c] : offsets[c] + counts[c]].
+        self._X = X
+        self._order = torch.argsort(codes, stable=True)
+        self._offsets = torch.cumsum(counts, 0) - counts
+        self._counts = counts
+        self._generator = None
+
+    def __len__(self):
+        if self.n_tasks is None:
+            raise TypeError("EpisodeSampler(n_tasks=None) is endless; set n_tasks to give it a length")
+        return self.n_tasks
+
+    def __iter__(self):
+        if self._generator is None:
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            self._generator = torch.Generator().manual_seed(int(seed))
+        remaining = self.n_tasks
+        while remaining is None or remaining > 0:
+            n = self._chunk if remaining is None else min(self._chunk, remaining)
+            yield from self._sample(n)
+            if remaining is not None:
+                remaining -= n
+
+    def _sample(self, n_episodes):
+        g = self._generator
+        n_way, k_shot, needed = self.n_way, self.k_shot, self.k_shot + self.n_query
+        # Random class choice without replacement: the first n_way of a random permutation.
+        classes = torch.rand(n_episodes, self.n_classes_, generator=g).argsort(dim=1)[:, :n_way]
+        counts = self._counts[classes]
+        # Random example choice within each class: rank random keys, pushing
+        # slots beyond the class size to the end.
+        keys = torch.rand(n_episodes, n_way, int(counts.max()), generator=g)
+        keys.masked_fill_(torch.arange(keys.shape[-1]) >= counts.unsqueeze(-1), 2.0)
+        picks = keys.argsort(dim=-1)[..., :needed]
+        index = self._order[self._offsets[classes].unsqueeze(-1) + picks]
+        X = self._X[index]  # (n_episodes, n_way, needed, ...)
+        feature_shape = X.shape[3:]
+        y_support = torch.arange(n_way).repeat_interleave(k_shot)
+        y_query = torch.arange(n_way).repeat_interleave(self.n_query)
+        for i in range(n_episodes):
+            yield Task(
+                X[i, :, :k_shot].reshape(-1, *feature_shape),
+                y_support,
+                X[i, :, k_shot:].reshape(-1, *feature_shape),
+                y_query,
+                classes=self.classes_[classes[i].numpy()],
+            )

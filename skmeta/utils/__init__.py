@@ -1,0 +1,1 @@
+"""Tools for people who build on skmeta: estimator checks of the meta-learning contract."""
