@@ -96,6 +96,14 @@ class MetaLearner(NeuralNet):
     batch_size : int, default=1
         Tasks per meta-batch (one meta-parameter update per meta-batch).
 
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the network's forward passes, in ``meta_fit``,
+        ``fit``, ``predict`` and ``transform``: "bfloat16" runs them under
+        ``torch.autocast`` (weights, gradients and optimiser state stay
+        float32, and methods keep their final scoring in float32). About
+        twice as fast on CPUs with native bfloat16 (AVX-512 BF16, AMX) and
+        on recent GPUs; slower elsewhere.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and the randomness of meta-training and
         adaptation; every call with an int gives the same result.
@@ -115,7 +123,7 @@ class MetaLearner(NeuralNet):
     _neutral_params = (
         "verbose", "callbacks", "warm_start", "device", "iterator_train", "iterator_valid",
         "dataset", "train_split", "predict_nonlinearity", "use_caching", "torch_load_kwargs",
-        "max_epochs",
+        "max_epochs", "precision",
     )
 
     def __init__(
@@ -127,6 +135,7 @@ class MetaLearner(NeuralNet):
         lr=1e-3,
         batch_size=1,
         train_split=None,
+        precision="float32",
         random_state=None,
         **kwargs,
     ):
@@ -140,6 +149,7 @@ class MetaLearner(NeuralNet):
             train_split=train_split,
             **kwargs,
         )
+        self.precision = precision
         self.random_state = random_state
 
     # ------------------------------------------------------------------
@@ -288,9 +298,16 @@ class MetaLearner(NeuralNet):
             raise TypeError(f"task collections must yield skmeta.tasks.Task, got {type(first).__name__}")
         return tasks, first
 
+    def _autocast(self):
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        device_type = torch.device(self.device or "cpu").type
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
-        loss, accuracy = self.meta_loss(batch, training=True)
+        with self._autocast():
+            loss, accuracy = self.meta_loss(batch, training=True)
         loss.backward()
         if accuracy is not None:
             self.history.record_batch("train_acc", float(accuracy))
@@ -298,7 +315,8 @@ class MetaLearner(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)
-        loss, accuracy = self.meta_loss(batch, training=False)
+        with self._autocast():
+            loss, accuracy = self.meta_loss(batch, training=False)
         if accuracy is not None:
             self.history.record_batch("valid_acc", float(accuracy))
         return {"loss": loss.detach(), "y_pred": None}
@@ -347,7 +365,8 @@ class MetaLearner(NeuralNet):
             self._prepare_meta_state(X)
             self._warn_changed_meta_params()
             self._set_training(False)
-            with torch.no_grad() if self._adapt_without_grad else torch.enable_grad(), self._seeded():
+            grad = torch.no_grad() if self._adapt_without_grad else torch.enable_grad()
+            with grad, self._seeded(), self._autocast():
                 self._fit_task(_as_float_tensor(X, self.device), y)
         except BaseException:
             self._forget_task()
@@ -388,8 +407,8 @@ class MetaLearner(NeuralNet):
     def _query_scores(self, X):
         X = self._predict_input(X)
         self._set_training(False)
-        with torch.no_grad():
-            return self._predict_scores(X)
+        with torch.no_grad(), self._autocast():
+            return self._predict_scores(X).float()
 
     def _adapt(self, X, y):
         """Write task state from an encoded support set (tensors on device)."""

@@ -221,9 +221,10 @@ class EpisodeSampler:
         short = torch.nonzero(counts < needed).flatten()
         if len(short):
             first = int(short[0])
+            label = classes[first : first + 1].tolist()[0]  # a plain Python value for the message
             raise ValueError(
                 f"k_shot + n_query = {needed} examples per class are needed, but {len(short)} "
-                f"classes have fewer (class {classes[first]!r} has {int(counts[first])}); "
+                f"classes have fewer (class {label!r} has {int(counts[first])}); "
                 "drop those classes or lower k_shot / n_query"
             )
         # Examples sorted by class: class c owns order[offsets[c] : offsets[c] + counts[c]].

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from skmeta.datasets import make_subspace_classification
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 OMNIGLOT = SHARED / "data" / "omniglot"
 TABULAR = SHARED / "data" / "tabular"
@@ -29,16 +31,9 @@ def tabular_path():
 
 
 def make_subspace_classes(n_classes=60, n_per_class=20, n_features=24, n_informative=3, random_state=0):
-    """Classes that differ only in a few shared directions, buried under
-    larger noise in the others: a task family where meta-learning the
-    embedding (which directions matter) clearly beats any fixed metric."""
-    rng = np.random.RandomState(random_state)
-    basis = np.linalg.qr(rng.randn(n_features, n_features))[0]
-    means = np.zeros((n_classes, n_features))
-    means[:, :n_informative] = rng.randn(n_classes, n_informative) * 1.5
-    noise = rng.randn(n_classes, n_per_class, n_features)
-    noise[..., :n_informative] *= 0.3
-    noise[..., n_informative:] *= 2.0
-    X = (means[:, None, :] + noise).reshape(-1, n_features) @ basis.T
-    y = np.repeat(np.arange(n_classes), n_per_class)
-    return X.astype(np.float32), y
+    """A small family on which meta-learning the metric clearly pays off."""
+    data = make_subspace_classification(
+        n_classes=n_classes, n_samples_per_class=n_per_class, n_features=n_features,
+        n_informative=n_informative, random_state=random_state,
+    )
+    return data.data, data.target

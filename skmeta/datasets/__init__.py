@@ -1,10 +1,12 @@
 """Dataset loaders and task generators."""
 
 from ._base import get_data_home
+from ._generators import make_subspace_classification
 from ._omniglot import load_omniglot, load_omniglot_runs
 
 __all__ = [
     "get_data_home",
+    "make_subspace_classification",
     "load_omniglot",
     "load_omniglot_runs",
 ]

@@ -14,7 +14,15 @@ from sklearn.utils.validation import validate_data
 from ..base import MetaClassifierMixin, MetaLearner, _as_float_tensor
 from ..modules import infer_n_features_out
 
-__all__ = ["MetricMetaLearner"]
+__all__ = ["MetricMetaLearner", "class_means"]
+
+
+def class_means(z, y, n_way):
+    """Mean of the rows of ``z`` in each class ``0 .. n_way - 1`` of ``y``, (n_way, n_features)."""
+    sums = torch.zeros(n_way, z.shape[1], dtype=z.dtype, device=z.device)
+    sums.index_add_(0, y, z)
+    counts = torch.bincount(y, minlength=n_way).clamp(min=1).to(z.dtype)
+    return sums / counts.unsqueeze(1)
 
 
 class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaClassifierMixin, MetaLearner):
@@ -45,14 +53,25 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
     def meta_loss(self, tasks, training):
         with torch.set_grad_enabled(training):
             embeddings = self._embed_tasks(tasks)
+        device_type = embeddings[0][0].device.type
+        # Only the backbone runs under bfloat16 autocast (precision="bfloat16"):
+        # squared distances lose too many digits in bfloat16's 8-bit mantissa.
+        with torch.set_grad_enabled(training), torch.autocast(device_type, enabled=False):
             losses, correct, total = [], 0, 0
             for task, (z_support, z_query) in zip(tasks, embeddings):
                 state = self._task_state(z_support, task.y_support, task.n_way)
                 logits = self._logits(z_query, **state)
-                losses.append(self.get_loss(logits, task.y_query, training=training))
+                losses.append(self._episode_loss(task, z_support, z_query, logits, training))
                 correct += int((logits.argmax(1) == task.y_query).sum())
                 total += len(task.y_query)
         return torch.stack(losses).mean(), correct / total
+
+    def _episode_loss(self, task, z_support, z_query, logits, training):
+        """Loss of one embedded episode: the criterion on the query logits
+        (softmax cross-entropy by default). Methods trained on another
+        objective (same/different pairs, regression of relation scores)
+        override it."""
+        return self.get_loss(logits, task.y_query, training=training)
 
     def _embed_tasks(self, tasks):
         """Embed every support and query set of a meta-batch in one forward
@@ -60,18 +79,22 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
         and batch norm sees the whole meta-batch)."""
         shapes = {task.X_support.shape[1:] for task in tasks}
         if len(shapes) > 1:  # tasks from different feature spaces
-            return [(self.embed(t.X_support), self.embed(t.X_query)) for t in tasks]
+            return [(self.embed(t.X_support).float(), self.embed(t.X_query).float()) for t in tasks]
         parts = [X for task in tasks for X in (task.X_support, task.X_query)]
-        z = self.embed(torch.cat(parts))
+        z = self.embed(torch.cat(parts)).float()
         chunks = torch.split(z, [len(X) for X in parts])
         return list(zip(chunks[0::2], chunks[1::2]))
 
     def _adapt(self, X, y):
-        for name, value in self._task_state(self.embed(X), y, len(self.classes_)).items():
-            setattr(self, name, value)
+        z = self.embed(X).float()
+        with torch.autocast(z.device.type, enabled=False):
+            for name, value in self._task_state(z, y, len(self.classes_)).items():
+                setattr(self, name, value)
 
     def _predict_scores(self, X):
-        return self._logits(self.embed(X), **{name: getattr(self, name) for name in self._task_state_names})
+        z = self.embed(X).float()
+        with torch.autocast(z.device.type, enabled=False):
+            return self._logits(z, **{name: getattr(self, name) for name in self._task_state_names})
 
     def transform(self, X):
         """Embed ``X`` with the meta-learned backbone.
@@ -96,7 +119,7 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
         if not fitted:
             self._prepare_meta_state(X)  # checks the feature count against meta_fit
         self._set_training(False)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             Z = self.embed(_as_float_tensor(X, self.device))
         return Z.float().cpu().numpy()
 

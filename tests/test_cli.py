@@ -1,0 +1,31 @@
+import re
+
+import pytest
+
+from skmeta.cli import main
+
+
+def test_main_job_on_embedded_data_reports_accuracy_with_interval(capsys):
+    assert main(["--max-epochs", "2", "--tasks-per-epoch", "30", "--episodes", "40", "-q"]) == 0
+    out = capsys.readouterr().out
+    learned = re.search(r"ProtoNetClassifier: ([\d.]+) \+- ([\d.]+) % \(5-way 1-shot, 40 episodes\)", out)
+    floor = re.search(r"1-NN on raw features: ([\d.]+) \+- ([\d.]+) %", out)
+    assert learned and floor, out
+    # The embedded family is one where the learned metric beats raw features.
+    assert float(learned.group(1)) > float(floor.group(1)) + 10
+
+
+def test_main_job_on_omniglot_holds_out_alphabets(omniglot_path, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKMETA_DATA", str(tmp_path))
+    args = ["--omniglot", str(omniglot_path), "--max-epochs", "1", "--tasks-per-epoch", "10",
+            "--episodes", "10", "--precision", "float32", "-q"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "meta-training on 178 classes, testing on 64 unseen classes" in out
+    assert re.search(r"ProtoNetClassifier: [\d.]+ \+- [\d.]+ %", out)
+
+
+def test_bad_arguments_exit_with_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["--learner", "no-such-learner"])
+    assert "invalid choice" in capsys.readouterr().err

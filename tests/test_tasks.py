@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from skmeta.tasks import EpisodeSampler, Task, rotate_classes
+
+X_DIGITS, Y_DIGITS = load_digits(return_X_y=True)
+
+
+def test_episodes_have_requested_shape_and_labels():
+    sampler = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=5, k_shot=2, n_query=3, n_tasks=7, random_state=0)
+    tasks = list(sampler)
+    assert len(tasks) == len(sampler) == 7
+    for task in tasks:
+        assert task.X_support.shape == (10, 64) and task.X_query.shape == (15, 64)
+        assert task.y_support.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+        assert task.y_query.tolist() == sorted(list(range(5)) * 3)
+        assert len(set(task.classes.tolist())) == 5
+
+
+def test_episode_examples_come_from_their_class_and_do_not_overlap():
+    X = np.arange(200, dtype=np.float32).reshape(-1, 1)  # feature = row index
+    y = np.repeat(np.arange(10), 20)
+    for task in EpisodeSampler(X, y, n_way=4, k_shot=3, n_query=5, n_tasks=20, random_state=1):
+        support = task.X_support[:, 0].long().numpy()
+        query = task.X_query[:, 0].long().numpy()
+        assert not set(support) & set(query)
+        np.testing.assert_array_equal(y[support], np.repeat(task.classes, 3))
+        np.testing.assert_array_equal(y[query], np.repeat(task.classes, 5))
+
+
+def test_new_pass_gives_new_episodes_and_fresh_sampler_repeats_them():
+    def first_classes(sampler):
+        return [tuple(task.classes) for task in sampler]
+
+    a = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=3, k_shot=1, n_query=1, n_tasks=5, random_state=0)
+    b = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=3, k_shot=1, n_query=1, n_tasks=5, random_state=0)
+    first_pass = first_classes(a)
+    assert first_pass == first_classes(b)
+    assert first_classes(a) != first_pass
+
+
+def test_all_classes_and_examples_get_sampled():
+    sampler = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=2, k_shot=1, n_query=0, n_tasks=2000, random_state=0)
+    seen_classes = set()
+    counts = np.zeros(10)
+    for task in sampler:
+        seen_classes.update(task.classes.tolist())
+        counts[task.classes] += 1
+    assert seen_classes == set(range(10))
+    assert counts.min() > 0.8 * counts.mean()  # classes drawn uniformly
+
+
+def test_too_few_examples_per_class_names_the_numbers():
+    y = np.repeat(np.arange(5), 4)
+    with pytest.raises(ValueError, match=r"k_shot \+ n_query = 6 .*\(class 0 has 4\)"):
+        EpisodeSampler(np.zeros((20, 2)), y, n_way=2, k_shot=1, n_query=5)
+
+
+def test_too_few_classes_names_the_numbers():
+    with pytest.raises(ValueError, match="n_way=20 but the pool has only 10 classes"):
+        EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=20, k_shot=1, n_query=1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_way=0), dict(k_shot=0), dict(n_query=-1), dict(n_tasks=0)])
+def test_invalid_sizes_raise(kwargs):
+    params = dict(n_way=2, k_shot=1, n_query=1) | kwargs
+    with pytest.raises(ValueError):
+        EpisodeSampler(X_DIGITS, Y_DIGITS, **params)
+
+
+def test_nan_and_length_mismatch_raise():
+    X = X_DIGITS.copy()
+    X[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        EpisodeSampler(X, Y_DIGITS, n_way=2, k_shot=1, n_query=1)
+    with pytest.raises(ValueError, match="1797 samples but y has 1796"):
+        EpisodeSampler(X_DIGITS, Y_DIGITS[:-1], n_way=2, k_shot=1, n_query=1)
+
+
+def test_endless_sampler_has_no_length_but_yields():
+    sampler = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=2, k_shot=1, n_query=1, random_state=0)
+    with pytest.raises(TypeError, match="endless"):
+        len(sampler)
+    iterator = iter(sampler)
+    assert all(isinstance(next(iterator), Task) for _ in range(100))
+
+
+def test_string_labels_are_kept_in_classes():
+    y = np.array(["a", "b", "c"])[Y_DIGITS % 3]
+    task = next(iter(EpisodeSampler(X_DIGITS, y, n_way=3, k_shot=1, n_query=1, random_state=0)))
+    assert sorted(task.classes.tolist()) == ["a", "b", "c"]
+
+
+def test_rotations_make_new_classes_of_rotated_images():
+    image = torch.arange(9.0).reshape(1, 3, 3)
+    X, y = rotate_classes()(image.reshape(1, 9), torch.tensor([0]))
+    assert y.tolist() == [0, 1, 2, 3]
+    for k in range(4):
+        torch.testing.assert_close(X[k].reshape(3, 3), torch.rot90(image[0], k))
+
+
+def test_rotated_classes_are_sampled_with_original_labels():
+    sampler = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=5, k_shot=1, n_query=1, n_tasks=1,
+                             augment=rotate_classes(image_shape=(8, 8)), random_state=0)
+    assert sampler.n_classes_ == 40
+    assert sampler.classes_.tolist() == list(range(10)) * 4
+
+
+def test_rotate_classes_rejects_non_square_and_odd_angles():
+    with pytest.raises(ValueError, match="multiples of 90"):
+        rotate_classes((45,))
+    with pytest.raises(ValueError, match="cannot view 10 features"):
+        rotate_classes()(torch.zeros(2, 10), torch.tensor([0, 1]))
