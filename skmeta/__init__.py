@@ -1,7 +1,23 @@
 """skmeta: meta-learning (few-shot learning) as scikit-learn estimators."""
 
 from ._version import __version__
-from .metric import ProtoNetClassifier
+from .metric import (
+    MatchingNetworkClassifier,
+    PretrainedClassifier,
+    ProtoNetClassifier,
+    RelationNetworkClassifier,
+    SiameseNetworkClassifier,
+)
 from .tasks import EpisodeSampler, Task
 
-__all__ = ["ProtoNetClassifier", "EpisodeSampler", "Task", "__version__"]
+__all__ = [
+    "EpisodeSampler",
+    "Task",
+    # metric-based
+    "ProtoNetClassifier",
+    "MatchingNetworkClassifier",
+    "SiameseNetworkClassifier",
+    "RelationNetworkClassifier",
+    "PretrainedClassifier",
+    "__version__",
+]

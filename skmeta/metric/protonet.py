@@ -3,7 +3,7 @@
 import torch
 
 from ..modules import MLP
-from ._base import MetricMetaLearner
+from ._base import MetricMetaLearner, class_means
 
 __all__ = ["ProtoNetClassifier"]
 
@@ -102,10 +102,7 @@ class ProtoNetClassifier(MetricMetaLearner):
         self.distance = distance
 
     def _task_state(self, z_support, y_support, n_way):
-        sums = torch.zeros(n_way, z_support.shape[1], dtype=z_support.dtype, device=z_support.device)
-        sums.index_add_(0, y_support, z_support)
-        counts = torch.bincount(y_support, minlength=n_way).clamp(min=1).to(z_support.dtype)
-        return {"prototypes_": sums / counts.unsqueeze(1)}
+        return {"prototypes_": class_means(z_support, y_support, n_way)}
 
     def _logits(self, z_query, prototypes_):
         if self.distance not in _DISTANCES:

@@ -167,3 +167,30 @@ def test_verbose_meta_fit_shows_progress_and_history(capsys):
     assert "train_loss" in out.out and "valid_acc" in out.out
     assert "/15" in out.err  # skorch's progress bar: 10 training + 5 validation meta-batches
     assert len(learner.history) == 2 and 0 <= learner.history[-1, "valid_acc"] <= 1
+
+
+def test_checkpoint_callback_pickles_a_resumable_learner(tmp_path):
+    import pickle
+
+    from skorch.callbacks import Checkpoint
+
+    checkpoint = Checkpoint(monitor=None, f_params=None, f_optimizer=None, f_criterion=None,
+                            f_history=None, f_pickle="learner.pkl", dirname=str(tmp_path))
+    learner = ProtoNetClassifier(**dict(LEARNER, max_epochs=2), callbacks=[checkpoint]).meta_fit(TASKS[:10])
+    with open(tmp_path / "learner.pkl", "rb") as f:
+        restored = pickle.load(f)
+    for key, value in meta_state(learner).items():
+        assert torch.equal(value, meta_state(restored)[key])
+    restored.partial_meta_fit(TASKS[10:20], epochs=1)
+    assert len(restored.history) == 3
+
+
+def test_bfloat16_meta_training_and_prediction():
+    learner = ProtoNetClassifier(**dict(LEARNER, precision="bfloat16")).meta_fit(TASKS)
+    cv = EpisodicSplit(n_way=5, k_shot=1, n_query=10, n_episodes=30, random_state=6)
+    assert cross_val_score(learner, X_NEW, Y_NEW, cv=cv).mean() > 0.6
+    probabilities = learner.fit(X_NEW[:20], Y_NEW[:20]).predict_proba(X_NEW[20:40])
+    assert probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-6)
+    with pytest.raises(ValueError, match="precision must be"):
+        learner.set_params(precision="float16").predict(X_NEW[:3])

@@ -1,0 +1,147 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from conftest import make_subspace_classes
+from skmeta import EpisodeSampler, MatchingNetworkClassifier
+from skmeta.base import NotMetaFittedWarning
+from skmeta.model_selection import EpisodicSplit
+from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+
+TINY = dict(module__hidden_sizes=(16,), module__out_features=8, verbose=0, random_state=0)
+
+EXPECTED_FAILED_CHECKS = {
+    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
+}
+
+
+@parametrize_with_checks(
+    [MatchingNetworkClassifier(**TINY), MatchingNetworkClassifier(fce=True, fce_steps=2, **TINY)],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        check(estimator)
+
+
+def _family():
+    X, y = make_subspace_classes()
+    train = y < 40
+    tasks = list(EpisodeSampler(X[train], y[train], n_way=5, k_shot=2, n_query=5, n_tasks=60, random_state=0))
+    return tasks, X[~train], y[~train]
+
+
+TASKS, X_NEW, Y_NEW = _family()
+LEARNER = dict(module__hidden_sizes=(32,), module__out_features=16, max_epochs=4, lr=3e-3, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def meta_fitted():
+    return MatchingNetworkClassifier(**LEARNER).meta_fit(TASKS)
+
+
+@pytest.fixture(scope="module")
+def meta_fitted_fce():
+    return MatchingNetworkClassifier(fce=True, fce_steps=2, **LEARNER).meta_fit(TASKS)
+
+
+@parametrize_with_meta_checks(
+    [
+        (MatchingNetworkClassifier(**dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW),
+        (MatchingNetworkClassifier(fce=True, fce_steps=2, **dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW),
+    ]
+)
+def test_meta_protocol(check):
+    check()
+
+
+def test_one_shot_without_fce_is_cosine_nearest_neighbour(meta_fitted):
+    cv = EpisodicSplit(n_way=5, k_shot=1, n_query=10, n_episodes=20, random_state=0)
+    for support, query in cv.split(X_NEW, Y_NEW):
+        knn = KNeighborsClassifier(n_neighbors=1, metric="cosine")
+        knn.fit(meta_fitted.transform(X_NEW[support]), Y_NEW[support])
+        expected = knn.predict(meta_fitted.transform(X_NEW[query]))
+        got = meta_fitted.fit(X_NEW[support], Y_NEW[support]).predict(X_NEW[query])
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_predict_proba_is_the_attention_mass_on_each_class(meta_fitted):
+    support, query = next(EpisodicSplit(n_way=4, k_shot=3, n_query=5, n_episodes=1, random_state=1).split(X_NEW, Y_NEW))
+    z_support, z_query = meta_fitted.transform(X_NEW[support]), meta_fitted.transform(X_NEW[query])
+    cosine = (z_query / np.linalg.norm(z_query, axis=1, keepdims=True)) @ (
+        z_support / np.linalg.norm(z_support, axis=1, keepdims=True)
+    ).T
+    attention = np.exp(cosine) / np.exp(cosine).sum(1, keepdims=True)
+    classes = np.unique(Y_NEW[support])
+    expected = np.stack([attention[:, Y_NEW[support] == c].sum(1) for c in classes], axis=1)
+    proba = meta_fitted.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[query])
+    np.testing.assert_allclose(proba, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fce", [False, True])
+def test_support_embeddings_depend_on_the_other_examples_only_with_fce(meta_fitted, meta_fitted_fce, fce):
+    learner = meta_fitted_fce if fce else meta_fitted
+    support, _ = next(EpisodicSplit(n_way=5, k_shot=1, n_query=1, n_episodes=1, random_state=2).split(X_NEW, Y_NEW))
+    X_support, y_support = X_NEW[support], Y_NEW[support]
+    first = learner.fit(X_support, y_support).support_embeddings_[0].clone()
+    X_other = X_support.copy()
+    X_other[-1] = X_NEW[0] if not np.array_equal(X_NEW[0], X_support[-1]) else X_NEW[1]
+    changed = learner.fit(X_other, y_support).support_embeddings_[0]
+    assert torch.equal(first, changed) is not fce
+
+
+def test_fce_meta_fit_beats_untrained_initialisation(meta_fitted_fce):
+    cv = EpisodicSplit(n_way=5, k_shot=1, n_query=10, n_episodes=40, random_state=3)
+    meta = cross_val_score(meta_fitted_fce, X_NEW, Y_NEW, cv=cv).mean()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        untrained = MatchingNetworkClassifier(fce=True, fce_steps=2, **LEARNER)
+        untrained = cross_val_score(untrained, X_NEW, Y_NEW, cv=cv).mean()
+    assert meta > untrained + 0.3, (meta, untrained)
+
+
+def test_fce_modules_are_meta_state_and_follow_meta_fit(meta_fitted, meta_fitted_fce):
+    assert any(key.startswith("context_embedding.") for key in meta_state(meta_fitted_fce))
+    assert not any(key.startswith("context_embedding.") for key in meta_state(meta_fitted))
+    # Turning FCE on after meta_fit warns and changes nothing until the next meta_fit.
+    learner = clone(meta_fitted)
+    support, query = next(EpisodicSplit(n_way=5, k_shot=1, n_query=5, n_episodes=1, random_state=4).split(X_NEW, Y_NEW))
+    before = learner.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[query])
+    learner.set_params(fce=True)
+    with pytest.warns(UserWarning, match="fce changed after meta_fit"):
+        after = learner.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[query])
+    np.testing.assert_array_equal(after, before)
+    learner.set_params(max_epochs=1).meta_fit(TASKS[:5])
+    assert "context_embedding_" in vars(learner)
+    learner.set_params(fce=False).meta_fit(TASKS[:5])
+    assert "context_embedding_" not in vars(learner) and "context_embedding" not in learner._modules
+
+
+def test_transform_feeds_a_scikit_learn_classifier(meta_fitted_fce):
+    Z = meta_fitted_fce.transform(X_NEW[:7])
+    assert Z.shape == (7, 16) and Z.dtype == np.float32
+    cv = EpisodicSplit(n_way=5, k_shot=2, n_query=10, n_episodes=10, random_state=5)
+    pipe = make_pipeline(meta_fitted_fce, LogisticRegression(max_iter=500))
+    assert cross_val_score(pipe, X_NEW, Y_NEW, cv=cv).mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        (dict(fce="yes"), TypeError, "fce must be True or False"),
+        (dict(fce=True, fce_steps=0), ValueError, "fce_steps must be a positive integer"),
+    ],
+    ids=["fce-not-bool", "fce-steps"],
+)
+def test_bad_parameters_raise(params, error, message):
+    with pytest.raises(error, match=message):
+        MatchingNetworkClassifier(**dict(LEARNER, max_epochs=1), **params).meta_fit(TASKS[:2])

@@ -1,0 +1,127 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from conftest import make_subspace_classes
+from skmeta import EpisodeSampler, RelationNetworkClassifier
+from skmeta.base import NotMetaFittedWarning
+from skmeta.metric.relation import RelationModule
+from skmeta.model_selection import EpisodicSplit
+from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+
+TINY = dict(module__hidden_sizes=(16,), module__out_features=8, relation__hidden_sizes=(8,), verbose=0, random_state=0)
+
+EXPECTED_FAILED_CHECKS = {
+    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
+}
+
+
+@parametrize_with_checks([RelationNetworkClassifier(**TINY)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        check(estimator)
+
+
+def _family():
+    X, y = make_subspace_classes()
+    train = y < 40
+    tasks = list(EpisodeSampler(X[train], y[train], n_way=5, k_shot=2, n_query=5, n_tasks=60, random_state=0))
+    return tasks, X[~train], y[~train]
+
+
+TASKS, X_NEW, Y_NEW = _family()
+LEARNER = dict(module__hidden_sizes=(32,), module__out_features=16, max_epochs=4, lr=3e-3, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def meta_fitted():
+    return RelationNetworkClassifier(**LEARNER).meta_fit(TASKS)
+
+
+@parametrize_with_meta_checks([(RelationNetworkClassifier(**dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW)])
+def test_meta_protocol(check):
+    check()
+
+
+def _relation_scores(learner, X_support, y_support, X_query):
+    """Relation scores by hand: class means of transform(X_support), each
+    next to every query, through the relation module and a sigmoid."""
+    z_support, z_query = learner.transform(X_support), learner.transform(X_query)
+    classes = np.unique(y_support)
+    prototypes = np.stack([z_support[y_support == c].mean(0) for c in classes])
+    pairs = np.concatenate(
+        [np.repeat(z_query, len(classes), axis=0), np.tile(prototypes, (len(z_query), 1))], axis=1
+    )
+    with torch.no_grad():
+        logits = learner.relation_(torch.as_tensor(pairs)).numpy().reshape(len(z_query), len(classes))
+    return 1 / (1 + np.exp(-logits))
+
+
+def test_predict_proba_is_the_normalised_relation_score(meta_fitted):
+    support, query = next(EpisodicSplit(n_way=4, k_shot=3, n_query=5, n_episodes=1, random_state=0).split(X_NEW, Y_NEW))
+    scores = _relation_scores(meta_fitted, X_NEW[support], Y_NEW[support], X_NEW[query])
+    proba = meta_fitted.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[query])
+    np.testing.assert_allclose(proba, scores / scores.sum(1, keepdims=True), rtol=1e-4)
+
+
+def test_relation_scores_regress_on_one_hot_labels_of_new_classes(meta_fitted):
+    cv = EpisodicSplit(n_way=5, k_shot=2, n_query=10, n_episodes=10, random_state=1)
+    match, mismatch = [], []
+    for support, query in cv.split(X_NEW, Y_NEW):
+        scores = _relation_scores(meta_fitted, X_NEW[support], Y_NEW[support], X_NEW[query])
+        is_match = Y_NEW[query][:, None] == np.unique(Y_NEW[support])[None, :]
+        match.append(scores[is_match].mean())
+        mismatch.append(scores[~is_match].mean())
+    assert np.mean(match) > 0.5 > 0.2 > np.mean(mismatch), (np.mean(match), np.mean(mismatch))
+
+
+@pytest.mark.parametrize("k_shot", [1, 5])
+def test_one_meta_training_serves_any_k_shot(meta_fitted, k_shot):
+    cv = EpisodicSplit(n_way=5, k_shot=k_shot, n_query=10, n_episodes=30, random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        untrained = cross_val_score(RelationNetworkClassifier(**LEARNER), X_NEW, Y_NEW, cv=cv).mean()
+    meta = cross_val_score(meta_fitted, X_NEW, Y_NEW, cv=cv).mean()
+    assert meta > untrained + 0.3, (meta, untrained)
+
+
+def test_relation_module_parameters_are_routed_and_instances_are_templates():
+    learner = RelationNetworkClassifier(**dict(LEARNER, max_epochs=1), relation__hidden_sizes=(12, 4))
+    learner.meta_fit(TASKS[:5])
+    assert [m.out_features for m in learner.relation_.modules() if isinstance(m, torch.nn.Linear)] == [12, 4, 1]
+    assert learner.relation_.layers[0].in_features == 32  # twice the embedding size
+
+    template = RelationModule(in_features=32, hidden_sizes=(6,))
+    before = {k: v.clone() for k, v in template.state_dict().items()}
+    learner = RelationNetworkClassifier(**dict(LEARNER, max_epochs=1), relation=template).meta_fit(TASKS[:5])
+    assert learner.relation_ is not template
+    assert all(torch.equal(v, before[k]) for k, v in template.state_dict().items())
+    assert not all(torch.equal(v, before[k]) for k, v in learner.relation_.state_dict().items())
+
+
+def test_transform_feeds_a_scikit_learn_classifier(meta_fitted):
+    cv = EpisodicSplit(n_way=5, k_shot=2, n_query=10, n_episodes=10, random_state=3)
+    pipe = make_pipeline(meta_fitted, LogisticRegression(max_iter=500))
+    assert cross_val_score(pipe, X_NEW, Y_NEW, cv=cv).mean() > 0.5
+    assert any(key.startswith("relation.") for key in meta_state(meta_fitted))
+
+
+@pytest.mark.parametrize(
+    "relation, message",
+    [
+        (RelationModule(in_features=7), "must take concatenated \\[query, class\\] embeddings of 32 features"),
+        (torch.nn.Linear(32, 3), "one relation logit per pair"),
+    ],
+    ids=["input-size", "output-size"],
+)
+def test_a_relation_module_of_the_wrong_size_raises_a_clear_error(relation, message):
+    learner = RelationNetworkClassifier(**dict(LEARNER, max_epochs=1), relation=relation)
+    with pytest.raises(ValueError, match=message):
+        learner.meta_fit(TASKS[:2])

@@ -1,0 +1,123 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from conftest import make_subspace_classes
+from skmeta import EpisodeSampler, SiameseNetworkClassifier
+from skmeta.base import NotMetaFittedWarning
+from skmeta.model_selection import EpisodicSplit
+from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+
+TINY = dict(module__hidden_sizes=(16,), module__out_features=8, verbose=0, random_state=0)
+
+EXPECTED_FAILED_CHECKS = {
+    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
+}
+
+
+@parametrize_with_checks([SiameseNetworkClassifier(**TINY)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        check(estimator)
+
+
+def _family():
+    X, y = make_subspace_classes()
+    train = y < 40
+    tasks = list(EpisodeSampler(X[train], y[train], n_way=5, k_shot=2, n_query=5, n_tasks=60, random_state=0))
+    return tasks, X[~train], y[~train]
+
+
+TASKS, X_NEW, Y_NEW = _family()
+LEARNER = dict(module__hidden_sizes=(32,), module__out_features=16, max_epochs=4, lr=3e-3, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def meta_fitted():
+    return SiameseNetworkClassifier(**LEARNER).meta_fit(TASKS)
+
+
+@parametrize_with_meta_checks([(SiameseNetworkClassifier(**dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW)])
+def test_meta_protocol(check):
+    check()
+
+
+def _similarity(learner, X_a, X_b):
+    """p(same) of every row of X_a with every row of X_b, by hand from
+    transform and the head's weights: sigmoid(alpha . |h1 - h2| + b)."""
+    z_a, z_b = learner.transform(X_a), learner.transform(X_b)
+    alpha = learner.similarity_.weight.detach().numpy().ravel()
+    bias = learner.similarity_.bias.detach().numpy()[0]
+    logits = np.abs(z_a[:, None, :] - z_b[None, :, :]) @ alpha + bias
+    return 1 / (1 + np.exp(-logits))
+
+
+def test_predict_proba_is_the_normalised_similarity_of_the_most_similar_example(meta_fitted):
+    support, query = next(EpisodicSplit(n_way=4, k_shot=3, n_query=5, n_episodes=1, random_state=0).split(X_NEW, Y_NEW))
+    similarity = _similarity(meta_fitted, X_NEW[query], X_NEW[support])
+    classes = np.unique(Y_NEW[support])
+    best = np.stack([similarity[:, Y_NEW[support] == c].max(1) for c in classes], axis=1)
+    learner = meta_fitted.fit(X_NEW[support], Y_NEW[support])
+    np.testing.assert_allclose(learner.predict_proba(X_NEW[query]), best / best.sum(1, keepdims=True), rtol=1e-5)
+    np.testing.assert_array_equal(learner.predict(X_NEW[query]), classes[best.argmax(1)])
+
+
+def test_meta_training_separates_same_from_different_pairs_of_new_classes(meta_fitted):
+    rng = np.random.RandomState(0)
+    rows = rng.choice(len(X_NEW), 200, replace=False)
+    same = Y_NEW[rows][:, None] == Y_NEW[rows][None, :]
+    off_diagonal = ~np.eye(len(rows), dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        untrained = SiameseNetworkClassifier(**LEARNER).fit(X_NEW[:10], Y_NEW[:10])
+    gaps = []
+    for learner in (untrained, meta_fitted):
+        similarity = _similarity(learner, X_NEW[rows], X_NEW[rows])
+        gaps.append(similarity[same & off_diagonal].mean() - similarity[~same].mean())
+    assert gaps[1] > 0.3 and gaps[1] > gaps[0] + 0.3, gaps
+
+
+def test_meta_loss_is_balanced_binary_cross_entropy_over_all_pairs(meta_fitted):
+    task = meta_fitted._collate_tasks([TASKS[0]])
+    loss, _ = meta_fitted.meta_loss(task, training=False)
+    X = np.concatenate([TASKS[0].X_support.numpy(), TASKS[0].X_query.numpy()])
+    y = np.concatenate([TASKS[0].y_support.numpy(), TASKS[0].y_query.numpy()])
+    similarity = _similarity(meta_fitted, X, X)
+    upper = np.triu(np.ones_like(similarity, dtype=bool), k=1)
+    same = (y[:, None] == y[None, :]) & upper
+    different = (y[:, None] != y[None, :]) & upper
+    expected = 0.5 * (-np.log(similarity[same]).mean() - np.log(1 - similarity[different]).mean())
+    assert float(loss) == pytest.approx(expected, rel=1e-4)
+
+
+def test_pipeline_with_nearest_neighbour_on_the_learned_embedding(meta_fitted):
+    before = meta_state(meta_fitted)
+    cv = EpisodicSplit(n_way=5, k_shot=1, n_query=10, n_episodes=30, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotMetaFittedWarning)
+        embedded = cross_val_score(make_pipeline(meta_fitted, KNeighborsClassifier(1)), X_NEW, Y_NEW, cv=cv)
+    raw = cross_val_score(KNeighborsClassifier(1), X_NEW, Y_NEW, cv=cv)
+    assert embedded.mean() > raw.mean() + 0.2, (embedded.mean(), raw.mean())
+    for key, value in meta_state(meta_fitted).items():
+        assert torch.equal(value, before[key])
+
+
+def test_meta_fit_beats_untrained_initialisation(meta_fitted):
+    cv = EpisodicSplit(n_way=5, k_shot=1, n_query=10, n_episodes=40, random_state=2)
+    meta = cross_val_score(meta_fitted, X_NEW, Y_NEW, cv=cv).mean()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        untrained = cross_val_score(SiameseNetworkClassifier(**LEARNER), X_NEW, Y_NEW, cv=cv).mean()
+    assert meta > untrained + 0.3, (meta, untrained)
+
+
+def test_similarity_head_is_meta_state(meta_fitted):
+    assert {"similarity.weight", "similarity.bias"} <= set(meta_state(meta_fitted))
+    assert meta_fitted.similarity_.in_features == 16
