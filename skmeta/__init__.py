@@ -8,6 +8,16 @@ from .metric import (
     RelationNetworkClassifier,
     SiameseNetworkClassifier,
 )
+from .optimization import (
+    ANILClassifier,
+    ANILRegressor,
+    MAMLClassifier,
+    MAMLRegressor,
+    MetaSGDClassifier,
+    MetaSGDRegressor,
+    ReptileClassifier,
+    ReptileRegressor,
+)
 from .tasks import EpisodeSampler, Task
 
 __all__ = [
@@ -19,5 +29,14 @@ __all__ = [
     "SiameseNetworkClassifier",
     "RelationNetworkClassifier",
     "PretrainedClassifier",
+    # optimisation-based
+    "MAMLClassifier",
+    "MAMLRegressor",
+    "MetaSGDClassifier",
+    "MetaSGDRegressor",
+    "ANILClassifier",
+    "ANILRegressor",
+    "ReptileClassifier",
+    "ReptileRegressor",
     "__version__",
 ]

@@ -261,7 +261,7 @@ class MetaLearner(NeuralNet):
             val_tasks = list(val_tasks)
         input_shape = tuple(np.shape(first.X_support)[1:])
         meta_fitted = self._is_meta_fitted()
-        if meta_fitted and not reset and math.prod(input_shape) != self.meta_n_features_in_:
+        if self._fixed_n_features and meta_fitted and not reset and math.prod(input_shape) != self.meta_n_features_in_:
             raise ValueError(
                 f"tasks have {math.prod(input_shape)} features, but {type(self).__name__} "
                 f"was meta-fitted with {self.meta_n_features_in_} features"
@@ -377,10 +377,15 @@ class MetaLearner(NeuralNet):
     # learners turn this off.
     _adapt_without_grad = True
 
+    # Learners whose meta-parameters do not depend on the number of features
+    # (learners across datasets with different features) set this to False:
+    # meta_fit and fit then take tasks of any width.
+    _fixed_n_features = True
+
     def _prepare_meta_state(self, X):
         n_features = math.prod(X.shape[1:])
         if self._is_meta_fitted():
-            if n_features != self.meta_n_features_in_:
+            if self._fixed_n_features and n_features != self.meta_n_features_in_:
                 raise ValueError(
                     f"X has {n_features} features, but {type(self).__name__} was meta-fitted "
                     f"with {self.meta_n_features_in_} features"
@@ -586,6 +591,12 @@ class MetaRegressorMixin(RegressorMixin):
     """Regression at both levels: float targets, predictions as returned."""
 
     _y_numeric = True
+
+    @property
+    def predict_proba(self):
+        # skorch's NeuralNet defines predict_proba; a regressor has none, and
+        # scikit-learn's checks call every prediction method they find.
+        raise AttributeError(f"{type(self).__name__} is a regressor: it has no predict_proba")
 
     def _encode_task_targets(self, y_support, y_query):
         support = _as_float_tensor(y_support, "cpu")

@@ -3,10 +3,13 @@
 from ._base import get_data_home
 from ._generators import make_subspace_classification
 from ._omniglot import load_omniglot, load_omniglot_runs
+from ._sinusoid import SinusoidTasks, make_sinusoid
 
 __all__ = [
     "get_data_home",
     "make_subspace_classification",
     "load_omniglot",
     "load_omniglot_runs",
+    "SinusoidTasks",
+    "make_sinusoid",
 ]

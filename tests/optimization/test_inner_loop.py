@@ -1,0 +1,152 @@
+"""The shared functional inner loop against plain autograd references."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from conftest import make_subspace_classes
+from skmeta import EpisodeSampler, MAMLClassifier
+from skmeta.modules import MLP, Conv4
+from skmeta.optimization import TaskBatchNorm, inner_loop, map_tasks, use_task_batch_norm
+
+X_POOL, Y_POOL = make_subspace_classes(n_classes=12, n_per_class=10, n_features=6, random_state=0)
+TASKS = list(EpisodeSampler(X_POOL, Y_POOL, n_way=3, k_shot=2, n_query=4, n_tasks=8, random_state=0))
+TINY = dict(module__hidden_sizes=(5,), inner_lr=0.3, batch_size=4, max_epochs=1, verbose=0, random_state=0)
+
+
+def _meta_fitted(**params):
+    return MAMLClassifier(**{**TINY, **params}).meta_fit(TASKS)
+
+
+def _meta_batch(learner, tasks):
+    return next(iter(learner.get_iterator(learner.get_dataset(tasks), training=True)))
+
+
+def _meta_gradient(learner, batch):
+    for p in learner.module_.parameters():
+        p.grad = None
+    learner.meta_loss(batch, training=True)[0].backward()
+    return [p.grad.clone() for p in learner.module_.parameters()]
+
+
+def _reference_gradient(module, batch, lr, n_steps, first_order):
+    """MAML written the textbook way: a loop over tasks, inner steps with
+    torch.autograd.grad(create_graph=True)."""
+    names = [name for name, _ in module.named_parameters()]
+    params = list(module.parameters())
+    losses = []
+    for task in batch:
+        fast = params
+        for _ in range(n_steps):
+            support_loss = F.cross_entropy(functional_call(module, dict(zip(names, fast)), (task.X_support,)), task.y_support)
+            grads = torch.autograd.grad(support_loss, fast, create_graph=not first_order)
+            fast = [p - lr * g for p, g in zip(fast, grads)]
+        logits = functional_call(module, dict(zip(names, fast)), (task.X_query,))
+        losses.append(F.cross_entropy(logits, task.y_query))
+    return torch.autograd.grad(torch.stack(losses).mean(), params)
+
+
+@pytest.mark.parametrize("vectorize_tasks", [True, False])
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_second_order_meta_gradient_equals_autograd_loop(vectorize_tasks, n_steps):
+    learner = _meta_fitted(inner_steps=n_steps, vectorize_tasks=vectorize_tasks)
+    batch = _meta_batch(learner, TASKS[:4])
+    got = _meta_gradient(learner, batch)
+    expected = _reference_gradient(learner.module_, batch, lr=0.3, n_steps=n_steps, first_order=False)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_first_order_meta_gradient_equals_autograd_loop():
+    learner = _meta_fitted(inner_steps=2, first_order=True)
+    batch = _meta_batch(learner, TASKS[:4])
+    expected = _reference_gradient(learner.module_, batch, lr=0.3, n_steps=2, first_order=True)
+    for g, e in zip(_meta_gradient(learner, batch), expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_first_order_drops_exactly_the_second_order_term():
+    # One step: d/dtheta L_q(theta - lr g_s(theta)) = (I - lr H_s(theta)) g_q,
+    # and first order keeps only g_q; the difference is -lr H_s g_q.
+    learner = _meta_fitted(inner_steps=1)
+    batch = _meta_batch(learner, TASKS[:4])
+    second = _meta_gradient(learner, batch)
+    first = _meta_gradient(learner.set_params(first_order=True), batch)
+    module, lr = learner.module_, 0.3
+    names = [name for name, _ in module.named_parameters()]
+    params = list(module.parameters())
+    term = [torch.zeros_like(p) for p in params]
+    for task in batch:
+        support_loss = F.cross_entropy(module(task.X_support), task.y_support)
+        g_support = torch.autograd.grad(support_loss, params, create_graph=True)
+        fast = [(p - lr * g).detach().requires_grad_() for p, g in zip(params, g_support)]
+        query_loss = F.cross_entropy(functional_call(module, dict(zip(names, fast)), (task.X_query,)), task.y_query)
+        g_query = torch.autograd.grad(query_loss, fast)
+        hessian_g_query = torch.autograd.grad(g_support, params, grad_outputs=g_query)
+        for t, h in zip(term, hessian_g_query):
+            t -= lr * h / len(batch)
+    for s, f, t in zip(second, first, term):
+        torch.testing.assert_close(s - f, t, rtol=1e-5, atol=1e-6)
+    assert max(float(t.abs().max()) for t in term) > 1e-3, "the second-order term is not negligible here"
+
+
+def test_vmapped_meta_gradient_with_batch_norm_equals_task_loop():
+    # F.batch_norm's vmap rule gets second derivatives wrong; TaskBatchNorm must not.
+    params = dict(TINY, inner_steps=2, module__batch_norm=True)
+    vectorized = _meta_fitted(**params, vectorize_tasks=True)
+    looped = _meta_fitted(**params, vectorize_tasks=False)
+    batch = _meta_batch(vectorized, TASKS[:4])
+    for v, l in zip(_meta_gradient(vectorized, batch), _meta_gradient(looped, batch)):
+        torch.testing.assert_close(v, l, rtol=1e-5, atol=1e-6)
+
+
+def test_task_batch_norm_equals_torch_batch_norm_in_training_mode():
+    X = torch.randn(7, 4, 3, 3) * 3 + 1
+    reference = torch.nn.BatchNorm2d(4, track_running_stats=False)
+    with torch.no_grad():
+        reference.weight.uniform_(0.5, 2)
+        reference.bias.uniform_(-1, 1)
+    module = use_task_batch_norm(torch.nn.Sequential(reference))
+    assert isinstance(module[0], TaskBatchNorm)
+    torch.testing.assert_close(module[0].weight, reference.weight)
+    torch.testing.assert_close(module(X), torch.nn.functional.batch_norm(
+        X, None, None, reference.weight, reference.bias, training=True), rtol=1e-5, atol=1e-5)
+    assert not any(True for _ in module.buffers()), "no running statistics are kept"
+
+
+def test_queries_are_normalised_with_support_statistics_one_by_one():
+    rng = np.random.RandomState(0)
+    images = rng.rand(30, 12, 12).astype(np.float32)
+    labels = np.repeat(np.arange(3), 10)
+    learner = MAMLClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
+                             inner_lr=0.3, verbose=0, random_state=0)
+    learner.meta_fit(list(EpisodeSampler(images, labels, n_way=3, k_shot=2, n_query=2, n_tasks=2, random_state=0)))
+    support, query = np.r_[0:2, 10:12, 20:22], np.r_[5:10, 15:20, 25:30]
+    batch = learner.fit(images[support], labels[support]).predict_proba(images[query])
+    one_by_one = np.vstack([learner.predict_proba(images[[i]]) for i in query])
+    np.testing.assert_allclose(one_by_one, batch, rtol=1e-5, atol=1e-6)
+    # and the statistics are the support set's: a shifted query batch moves the outputs
+    shifted = learner.predict_proba(images[query] + 1.0)
+    assert np.abs(shifted - batch).max() > 1e-3
+
+
+def test_inner_loop_takes_per_parameter_step_sizes():
+    params = {"a": torch.tensor([1.0, 2.0]), "b": torch.tensor(3.0)}
+    lr = {"a": torch.tensor([0.5, 0.25]), "b": torch.tensor(0.0)}
+    adapted = inner_loop(lambda p: 0.5 * (p["a"] ** 2).sum() + p["b"], params, lr, n_steps=1)
+    torch.testing.assert_close(adapted["a"], torch.tensor([0.5, 1.5]))
+    torch.testing.assert_close(adapted["b"], torch.tensor(3.0))
+    assert inner_loop(lambda p: (p["b"] ** 2), params, 0.1, n_steps=0) is params
+
+
+def test_map_tasks_runs_tasks_of_different_shapes_one_by_one():
+    learner = _meta_fitted()
+    mixed = [TASKS[0], next(iter(EpisodeSampler(X_POOL, Y_POOL, n_way=2, k_shot=3, n_query=1, n_tasks=1, random_state=1)))]
+    batch = _meta_batch(learner, mixed)
+    losses, n_correct = map_tasks(lambda Xs, ys, Xq, yq, n_way: (Xs.sum(), torch.tensor(n_way)), batch, vectorize=True)
+    np.testing.assert_array_equal(n_correct.numpy(), [3, 2])
+    assert losses.shape == (2,)
+    loss, accuracy = learner.meta_loss(batch, training=False)
+    assert loss.ndim == 0 and 0 <= accuracy <= 1
