@@ -22,23 +22,42 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from . import __version__
 from .datasets import load_omniglot, make_subspace_classification
-from .metric import ProtoNetClassifier
+from .metric import (
+    MatchingNetworkClassifier,
+    PretrainedClassifier,
+    ProtoNetClassifier,
+    RelationNetworkClassifier,
+    SiameseNetworkClassifier,
+)
 from .model_selection import EpisodicSplit, format_confidence_interval
-from .modules import Conv4
+from .modules import MLP, Conv4
+from .optimization import ANILClassifier, MAMLClassifier, MetaSGDClassifier, ReptileClassifier
 from .tasks import EpisodeSampler, rotate_classes
 
 # The Omniglot split of DESIGN.md: whole alphabets held out.
 OMNIGLOT_TEST_ALPHABETS = ("Japanese_(katakana)", "Tagalog")
 
-LEARNERS = {"protonet": ProtoNetClassifier}
+# name -> (estimator class, constructor arguments beyond the backbone)
+LEARNERS = {
+    "protonet": (ProtoNetClassifier, {}),
+    "matching": (MatchingNetworkClassifier, {}),
+    "siamese": (SiameseNetworkClassifier, {}),
+    "relation": (RelationNetworkClassifier, {}),
+    "pretrained": (PretrainedClassifier, {}),
+    "maml": (MAMLClassifier, {}),
+    "fomaml": (MAMLClassifier, {"first_order": True}),
+    "metasgd": (MetaSGDClassifier, {}),
+    "anil": (ANILClassifier, {}),
+    "reptile": (ReptileClassifier, {}),
+}
 
 
-def _image_learner(name, args):
-    return LEARNERS[name](Conv4)
-
-
-def _feature_learner(name, args):
-    return LEARNERS[name](module__hidden_sizes=(128,), module__out_features=64)
+def make_learner(name, images):
+    """The learner called ``name``, with Conv-4 for images, an MLP otherwise."""
+    cls, kwargs = LEARNERS[name]
+    if images:
+        return cls(Conv4, **kwargs)
+    return cls(MLP, module__hidden_sizes=(128,), **kwargs)
 
 
 def _bf16_is_fast():
@@ -49,16 +68,16 @@ def _bf16_is_fast():
 
 
 def load_data(args):
-    """(X_train, y_train), (X_test, y_test), a learner factory and the augmentation."""
+    """(X_train, y_train), (X_test, y_test), whether they are images, and the augmentation."""
     if args.omniglot:
         data = load_omniglot(args.omniglot, download=args.download)
         test = np.isin(data.alphabet, OMNIGLOT_TEST_ALPHABETS)
         if not test.any():
             raise SystemExit(f"none of the test alphabets {OMNIGLOT_TEST_ALPHABETS} is in {args.omniglot}")
-        return (data.data[~test], data.target[~test]), (data.data[test], data.target[test]), _image_learner, rotate_classes()
+        return (data.data[~test], data.target[~test]), (data.data[test], data.target[test]), True, rotate_classes()
     data = make_subspace_classification(random_state=args.random_state)
     test = data.target >= 150
-    return (data.data[~test], data.target[~test]), (data.data[test], data.target[test]), _feature_learner, None
+    return (data.data[~test], data.target[~test]), (data.data[test], data.target[test]), False, None
 
 
 def build_parser():
@@ -77,7 +96,7 @@ def build_parser():
     training = parser.add_argument_group("meta-training")
     training.add_argument("--tasks-per-epoch", type=int, default=200)
     training.add_argument("--max-epochs", type=int, default=10)
-    training.add_argument("--lr", type=float, default=1e-3)
+    training.add_argument("--lr", type=float, default=None, help="meta learning rate (default: the learner's)")
     training.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                           help="auto: bfloat16 where the CPU computes it natively")
     training.add_argument("--device", default="cpu")
@@ -98,17 +117,19 @@ def main(argv=None):
         native = args.device == "cpu" and _bf16_is_fast()
         precision = "bfloat16" if args.omniglot and native else "float32"
 
-    train, test, make_learner, augment = load_data(args)
+    train, test, images, augment = load_data(args)
     source = f"Omniglot in {args.omniglot}" if args.omniglot else "embedded subspace classes"
     print(f"data: {source}; meta-training on {len(np.unique(train[1]))} classes, "
           f"testing on {len(np.unique(test[1]))} unseen classes")
 
     tasks = EpisodeSampler(*train, n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
                            n_tasks=args.tasks_per_epoch, augment=augment, random_state=args.random_state)
-    learner = make_learner(args.learner, args).set_params(
-        max_epochs=args.max_epochs, lr=args.lr, precision=precision, device=args.device,
+    learner = make_learner(args.learner, images).set_params(
+        max_epochs=args.max_epochs, precision=precision, device=args.device,
         verbose=0 if args.quiet else 1, random_state=args.random_state,
     )
+    if args.lr is not None:
+        learner.set_params(lr=args.lr)
     print(f"meta-training {type(learner).__name__} ({precision}): "
           f"{args.max_epochs} epochs x {args.tasks_per_epoch} episodes of "
           f"{args.n_way}-way {args.k_shot}-shot")

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from skmeta.cli import main
+from skmeta.cli import LEARNERS, main
 
 
 def test_main_job_on_embedded_data_reports_accuracy_with_interval(capsys):
@@ -29,3 +29,10 @@ def test_bad_arguments_exit_with_usage(capsys):
     with pytest.raises(SystemExit):
         main(["--learner", "no-such-learner"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("learner", sorted(LEARNERS))
+def test_every_registered_learner_runs_the_main_job(learner, capsys):
+    args = ["--learner", learner, "--max-epochs", "1", "--tasks-per-epoch", "5", "--episodes", "5", "-q"]
+    assert main(args) == 0
+    assert re.search(r"Classifier: [\d.]+ \+- [\d.]+ % \(5-way 1-shot, 5 episodes\)", capsys.readouterr().out)
