@@ -89,6 +89,8 @@ def main(argv=None):
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--test-episodes", type=int, default=600)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--orders", nargs="+", choices=["second", "first"], default=["second", "first"],
+                        help="which MAML orders to run (separate processes can run one each)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "maml_omniglot.md"))
     args = parser.parse_args(argv)
@@ -98,7 +100,7 @@ def main(argv=None):
     train, test = load_split(args.omniglot)
 
     rows = []
-    for first_order in (False, True):
+    for first_order in [order == "first" for order in args.orders]:
         order = "first order" if first_order else "second order"
         learner, updates, seconds = meta_train(train, first_order, args.budget_seconds, args.batch_size,
                                                args.n_query, args.precision)
@@ -108,7 +110,7 @@ def main(argv=None):
               + "; ".join(f"{s} step(s): {m:.2f} +- {h:.2f} %" for s, (m, h) in accuracy.items()), flush=True)
 
     cpu = platform.processor() or platform.machine()
-    command = "python benchmarks/bench_maml_omniglot.py"
+    command = " ".join(["python benchmarks/bench_maml_omniglot.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [
         "# MAML on Omniglot, 5-way 1-shot, alphabet-held-out",
         "",

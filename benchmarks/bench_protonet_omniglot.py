@@ -141,7 +141,7 @@ def main(argv=None):
         "Command:",
         "",
         "```",
-        "python benchmarks/bench_protonet_omniglot.py",
+        " ".join(["python benchmarks/bench_protonet_omniglot.py", *(sys.argv[1:] if argv is None else argv)]),
         "```",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "

@@ -18,6 +18,7 @@ from .optimization import (
     ReptileClassifier,
     ReptileRegressor,
 )
+from .tabular import FeatureVoteClassifier
 from .tasks import EpisodeSampler, Task
 
 __all__ = [
@@ -38,5 +39,7 @@ __all__ = [
     "ANILRegressor",
     "ReptileClassifier",
     "ReptileRegressor",
+    # tabular, across datasets
+    "FeatureVoteClassifier",
     "__version__",
 ]

@@ -4,6 +4,7 @@ from ._base import get_data_home
 from ._generators import make_subspace_classification
 from ._omniglot import load_omniglot, load_omniglot_runs
 from ._sinusoid import SinusoidTasks, make_sinusoid
+from ._tabular import list_tabular_datasets, load_tabular
 
 __all__ = [
     "get_data_home",
@@ -12,4 +13,6 @@ __all__ = [
     "load_omniglot_runs",
     "SinusoidTasks",
     "make_sinusoid",
+    "load_tabular",
+    "list_tabular_datasets",
 ]

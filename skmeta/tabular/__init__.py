@@ -1,0 +1,6 @@
+"""Learners across tabular datasets: meta-trained on datasets whose features
+differ in number and meaning, adapted to a new dataset from a few rows."""
+
+from .featurevote import FeatureVoteClassifier, FeatureVoteNet
+
+__all__ = ["FeatureVoteClassifier", "FeatureVoteNet"]
