@@ -8,6 +8,7 @@ from .metric import (
     RelationNetworkClassifier,
     SiameseNetworkClassifier,
 )
+from .memory import MANNClassifier
 from .optimization import (
     ANILClassifier,
     ANILRegressor,
@@ -39,6 +40,8 @@ __all__ = [
     "ANILRegressor",
     "ReptileClassifier",
     "ReptileRegressor",
+    # memory-based
+    "MANNClassifier",
     # tabular, across datasets
     "FeatureVoteClassifier",
     "__version__",

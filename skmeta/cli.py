@@ -22,6 +22,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from . import __version__
 from .datasets import load_omniglot, make_subspace_classification
+from .memory import MANNClassifier
 from .metric import (
     MatchingNetworkClassifier,
     PretrainedClassifier,
@@ -49,12 +50,15 @@ LEARNERS = {
     "metasgd": (MetaSGDClassifier, {}),
     "anil": (ANILClassifier, {}),
     "reptile": (ReptileClassifier, {}),
+    "mann": (MANNClassifier, {}),
 }
 
 
 def make_learner(name, images):
     """The learner called ``name``, with Conv-4 for images, an MLP otherwise."""
     cls, kwargs = LEARNERS[name]
+    if cls is MANNClassifier:  # its own network: an LSTM controller with an external memory
+        return cls(**kwargs)
     if images:
         return cls(Conv4, **kwargs)
     return cls(MLP, module__hidden_sizes=(128,), **kwargs)
