@@ -5,13 +5,16 @@ Meta-train on Balinese, Early_Aramaic, Greek, Korean, Latin and Sanskrit
 (characters and their 90/180/270-degree rotations as classes), meta-test on
 Japanese_(katakana) and Tagalog, which meta-training never sees.
 
-    python benchmarks/bench_protonet_omniglot.py                 # full: ~13 minutes
+    python benchmarks/bench_protonet_omniglot.py                 # full: ~15 minutes
+    python benchmarks/bench_protonet_omniglot.py --sections throughput   # one section, ~1 minute
     python benchmarks/bench_protonet_omniglot.py --quick         # smoke run, ~1 minute
 
-Writes docs/benchmarks/protonet_omniglot.md (full mode only).
+Writes docs/benchmarks/protonet_omniglot.md and its results cache
+protonet_omniglot.json (full mode only).
 """
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -89,48 +92,26 @@ def evaluate(learner, test, n_way, k_shot, n_episodes):
     return 100 * mean, 100 * half
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--omniglot", default=str(ROOT.parent / "shared" / "data" / "omniglot"))
-    parser.add_argument("--budget-seconds", type=float, default=600)
-    parser.add_argument("--compare-seconds", type=float, default=120,
-                        help="budget of the float32-vs-bfloat16 accuracy comparison (each)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "protonet_omniglot.md"))
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.budget_seconds, args.compare_seconds = 20, 10
-    torch.set_num_threads(args.threads)
-    n_eval = 100 if args.quick else 600
-    n_throughput = 60 if args.quick else 600
-
-    train, test = load_split(args.omniglot)
-    lines = []
-
-    def log(line):
-        print(line, flush=True)
-
-    rates = {p: throughput(train, p, n_throughput) for p in ("float32", "bfloat16")}
-    for p, r in rates.items():
-        log(f"throughput {p}: {r:.1f} episodes/s")
-
-    # Same budget, both precisions: bfloat16 must not cost accuracy.
-    compare = {}
+def compare_precisions(train, test, n_episodes, n_eval):
+    """The same 5-way 1-shot episodes in each precision: accuracy and time."""
+    results = {}
     for precision in ("float32", "bfloat16"):
-        learner, episodes, _ = meta_train(train, precision, args.compare_seconds, 5, 15, 200, log=log)
-        compare[precision] = (episodes, evaluate(learner, test, 5, 1, n_eval))
-        log(f"compare {precision}: {episodes} episodes -> 5w1s {compare[precision][1][0]:.2f} +- {compare[precision][1][1]:.2f}")
+        tasks = EpisodeSampler(*train, n_way=5, k_shot=1, n_query=15, n_tasks=n_episodes,
+                               augment=rotate_classes(), random_state=0)
+        learner = ProtoNetClassifier(Conv4, max_epochs=1, precision=precision, verbose=0, random_state=0)
+        start = time.perf_counter()
+        learner.meta_fit(tasks)
+        seconds = time.perf_counter() - start
+        results[precision] = (seconds, evaluate(learner, test, 5, 1, n_eval))
+    return results
 
-    learner, episodes, seconds = meta_train(train, "bfloat16", args.budget_seconds, 20, 5, 500, log=log)
-    results = {(w, k): evaluate(learner, test, w, k, n_eval) for w, k in ((5, 1), (5, 5), (20, 1), (20, 5))}
-    latency = {p: adaptation_latency(clone(learner).set_params(precision=p), test) for p in ("float32", "bfloat16")}
-    for (w, k), (m, h) in results.items():
-        log(f"{w}-way {k}-shot: {m:.2f} +- {h:.2f} %")
-    log(f"adaptation + prediction, 5-way 5-shot, 75 queries: {latency} ms")
 
+SECTIONS = ("throughput", "compare", "accuracy")
+
+
+def render(results, command, threads):
     cpu = platform.processor() or platform.machine()
-    lines += [
+    lines = [
         "# Prototypical Networks on Omniglot",
         "",
         "Alphabet-held-out split of the two minimal background sets: meta-train on Balinese,",
@@ -138,68 +119,126 @@ def main(argv=None):
         "meta-test on Japanese_(katakana) and Tagalog (64 characters never seen in meta-training).",
         "Conv-4 backbone, Adam, 1-shot training episodes. Test episodes: 15 queries per class.",
         "",
-        "Command:",
-        "",
-        "```",
-        " ".join(["python benchmarks/bench_protonet_omniglot.py", *(sys.argv[1:] if argv is None else argv)]),
-        "```",
-        "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
-        f"{args.threads} threads, no GPU. Date: {time.strftime('%Y-%m-%d')}.",
+        f"{threads} threads, no GPU.",
         "",
-        f"## Accuracy after {seconds / 60:.1f} minutes of meta-training",
-        "",
-        f"bfloat16 autocast, 20-way 1-shot 5-query training episodes ({episodes} episodes), "
-        f"{n_eval} test episodes, mean +- 95% confidence interval.",
-        "",
-        "| test episodes | accuracy (%) |",
-        "| --- | --- |",
+        "Each section below was produced by the command shown with it; `--sections NAME` re-measures",
+        "one section and keeps the others (from `protonet_omniglot.json` beside this page).",
     ]
-    lines += [f"| {w}-way {k}-shot | {m:.2f} +- {h:.2f} |" for (w, k), (m, h) in results.items()]
-    lines += [
-        "",
-        "## Meta-training throughput",
-        "",
-        f"5-way 1-shot 15-query episodes, Conv-4, one episode per update, {n_throughput} episodes "
-        "through `meta_fit` (sampling, skorch loop, Adam step included).",
-        "",
-        "| precision | episodes/s |",
-        "| --- | --- |",
-    ]
-    lines += [f"| {p} | {r:.1f} |" for p, r in rates.items()]
-    lines += [
-        "",
-        "For reference, the issue reports easyfsl 1.5.0's PrototypicalNetworks at 14.3 episodes/s",
-        "on this machine with the same data, backbone and episode shape.",
-        "",
-        "## bfloat16 does not cost accuracy",
-        "",
-        f"Each precision meta-trained for {args.compare_seconds:.0f} s on 5-way 1-shot 15-query episodes, "
-        f"then tested on {n_eval} 5-way 1-shot episodes.",
-        "",
-        "| precision | episodes in budget | 5-way 1-shot accuracy (%) |",
-        "| --- | --- | --- |",
-    ]
-    lines += [f"| {p} | {e} | {m:.2f} +- {h:.2f} |" for p, (e, (m, h)) in compare.items()]
-    lines += [
-        "",
-        "## Adaptation latency",
-        "",
-        "`fit` on a 5-way 5-shot support set plus `predict` on its 75 queries (median of 100",
-        "episodes), with the forward passes in each precision (`set_params(precision=...)` after",
-        "meta-training):",
-        "",
-        "| precision | milliseconds per episode |",
-        "| --- | --- |",
-    ]
-    lines += [f"| {p} | {ms:.2f} |" for p, ms in latency.items()]
-    lines.append("")
+    if "accuracy" in results:
+        r = results["accuracy"]
+        lines += [
+            "",
+            f"## Accuracy after {r['seconds'] / 60:.1f} minutes of meta-training",
+            "",
+            f"`{r['command']}` ({r['date']})",
+            "",
+            f"bfloat16 autocast, {r['n_way']}-way 1-shot {r['n_query']}-query training episodes "
+            f"({r['episodes']} episodes, learning rate halved at each quarter of the budget), "
+            f"{r['n_eval']} test episodes, mean +- 95% confidence interval.",
+            "",
+            "| test episodes | accuracy (%) |",
+            "| --- | --- |",
+            *[f"| {name} | {m:.2f} +- {h:.2f} |" for name, (m, h) in r["scores"].items()],
+            "",
+            "Adaptation latency: `fit` on a 5-way 5-shot support set plus `predict` on its 75 queries",
+            "(median of 100 episodes), with the forward passes in each precision:",
+            "",
+            "| precision | milliseconds per episode |",
+            "| --- | --- |",
+            *[f"| {p} | {ms:.2f} |" for p, ms in r["latency_ms"].items()],
+        ]
+    if "throughput" in results:
+        r = results["throughput"]
+        lines += [
+            "",
+            "## Meta-training throughput",
+            "",
+            f"`{r['command']}` ({r['date']})",
+            "",
+            f"5-way 1-shot 15-query episodes, Conv-4, one episode per update, {r['episodes']} episodes",
+            "through `meta_fit` (sampling, skorch loop, Adam step included), nothing else running.",
+            "",
+            "| precision | episodes/s |",
+            "| --- | --- |",
+            *[f"| {p} | {rate:.1f} |" for p, rate in r["rates"].items()],
+            "",
+            "For reference, the issue reports easyfsl 1.5.0's PrototypicalNetworks at 14.3 episodes/s",
+            "on this machine with the same data, backbone and episode shape.",
+        ]
+    if "compare" in results:
+        r = results["compare"]
+        lines += [
+            "",
+            "## bfloat16 does not cost accuracy",
+            "",
+            f"`{r['command']}` ({r['date']})",
+            "",
+            f"The same {r['episodes']} 5-way 1-shot 15-query training episodes in each precision, "
+            f"then {r['n_eval']} 5-way 1-shot test episodes.",
+            "",
+            "| precision | meta-training (s) | 5-way 1-shot accuracy (%) |",
+            "| --- | --- | --- |",
+            *[f"| {p} | {sec:.0f} | {m:.2f} +- {h:.2f} |" for p, (sec, (m, h)) in r["results"].items()],
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--omniglot", default=str(ROOT.parent / "shared" / "data" / "omniglot"))
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--budget-seconds", type=float, default=600)
+    parser.add_argument("--train-way", type=int, default=20)
+    parser.add_argument("--train-query", type=int, default=5)
+    parser.add_argument("--compare-episodes", type=int, default=2000,
+                        help="training episodes of the float32-vs-bfloat16 comparison (each)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "protonet_omniglot.md"))
+    args = parser.parse_args(argv)
     if args.quick:
-        print("\n".join(lines))
+        args.budget_seconds, args.compare_episodes = 20, 100
+    torch.set_num_threads(args.threads)
+    n_eval = 100 if args.quick else 600
+    n_throughput = 60 if args.quick else 600
+    command = " ".join(["python benchmarks/bench_protonet_omniglot.py", *(sys.argv[1:] if argv is None else argv)])
+    date = time.strftime("%Y-%m-%d")
+
+    output = Path(args.output)
+    cache = output.with_suffix(".json")
+    results = json.loads(cache.read_text()) if cache.exists() and not args.quick else {}
+    train, test = load_split(args.omniglot)
+
+    if "throughput" in args.sections:
+        rates = {p: throughput(train, p, n_throughput) for p in ("float32", "bfloat16")}
+        print(f"throughput: {rates} episodes/s", flush=True)
+        results["throughput"] = dict(command=command, date=date, episodes=n_throughput, rates=rates)
+    if "compare" in args.sections:
+        compared = compare_precisions(train, test, args.compare_episodes, n_eval)
+        print(f"compare: {compared}", flush=True)
+        results["compare"] = dict(command=command, date=date, episodes=args.compare_episodes,
+                                  n_eval=n_eval, results=compared)
+    if "accuracy" in args.sections:
+        learner, episodes, seconds = meta_train(train, "bfloat16", args.budget_seconds, args.train_way,
+                                                args.train_query, 500)
+        scores = {f"{w}-way {k}-shot": evaluate(learner, test, w, k, n_eval)
+                  for w, k in ((5, 1), (5, 5), (20, 1), (20, 5))}
+        latency = {p: adaptation_latency(clone(learner).set_params(precision=p), test)
+                   for p in ("float32", "bfloat16")}
+        print(f"accuracy: {scores}; latency {latency} ms", flush=True)
+        results["accuracy"] = dict(command=command, date=date, seconds=seconds, episodes=episodes,
+                                   n_way=args.train_way, n_query=args.train_query, n_eval=n_eval,
+                                   scores=scores, latency_ms=latency)
+
+    page = render(results, command, args.threads)
+    if args.quick:
+        print(page)
     else:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text("\n".join(lines))
-        print(f"wrote {args.output}")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(results, indent=1))
+        output.write_text(page)
+        print(f"wrote {output}")
 
 
 if __name__ == "__main__":
