@@ -236,7 +236,7 @@ def main(argv=None):
         "Command:",
         "",
         "```",
-        "python benchmarks/bench_mann_omniglot.py",
+        " ".join(["python benchmarks/bench_mann_omniglot.py", *sys.argv[1:]]),
         "```",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "

@@ -216,7 +216,7 @@ def report(args, within, within_times, across, across_times, seconds, plot_name)
         "Command:",
         "",
         "```",
-        "python benchmarks/bench_tabular.py",
+        " ".join(["python benchmarks/bench_tabular.py", *sys.argv[1:]]),
         "```",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
