@@ -161,7 +161,7 @@ def main(argv=None):
         "Command:",
         "",
         "```",
-        "python benchmarks/bench_inner_loop_throughput.py",
+        " ".join(["python benchmarks/bench_inner_loop_throughput.py", *sys.argv[1:]]),
         "```",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
