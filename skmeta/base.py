@@ -18,6 +18,7 @@ loss of a meta-batch), ``_adapt`` (task state from a support set) and
 """
 
 import copy
+from abc import ABCMeta, abstractmethod
 import inspect
 import itertools
 import math
@@ -79,7 +80,7 @@ def _as_float_tensor(X, device):
     return torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
 
 
-class MetaLearner(NeuralNet):
+class MetaLearner(NeuralNet, metaclass=ABCMeta):
     """Base class of all skmeta meta-learners (not used directly).
 
     Parameters
@@ -321,6 +322,7 @@ class MetaLearner(NeuralNet):
             self.history.record_batch("valid_acc", float(accuracy))
         return {"loss": loss.detach(), "y_pred": None}
 
+    @abstractmethod
     def meta_loss(self, tasks, training):
         """Loss of a meta-batch.
 
@@ -337,7 +339,6 @@ class MetaLearner(NeuralNet):
         accuracy : float or None
             Query accuracy over the meta-batch (None for regression).
         """
-        raise NotImplementedError
 
     # ------------------------------------------------------------------
     # task level
@@ -415,13 +416,13 @@ class MetaLearner(NeuralNet):
         with torch.no_grad(), self._autocast():
             return self._predict_scores(X).float()
 
+    @abstractmethod
     def _adapt(self, X, y):
         """Write task state from an encoded support set (tensors on device)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _predict_scores(self, X):
         """Logits (classification) or predictions (regression) for queries."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------
     # state, cloning, parameters

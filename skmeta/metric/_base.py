@@ -5,6 +5,8 @@ A metric method is its scoring rule: ``_task_state`` (what it keeps of an
 embedded support set) and ``_logits`` (how queries are scored against it).
 """
 
+from abc import abstractmethod
+
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -42,13 +44,13 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
         """Embedding of a float tensor, through the meta-learned backbone."""
         return self.module_(X)
 
+    @abstractmethod
     def _task_state(self, z_support, y_support, n_way):
         """Named tensors kept of an embedded support set, e.g. prototypes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _logits(self, z_query, **state):
         """Scores of embedded queries against a task state, (n_query, n_way)."""
-        raise NotImplementedError
 
     def meta_loss(self, tasks, training):
         with torch.set_grad_enabled(training):
