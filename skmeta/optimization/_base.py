@@ -9,6 +9,7 @@ adapts (``_support_objective``), with which step sizes (``_step_size``) and
 how the meta-parameters move (``meta_loss``).
 """
 
+from abc import abstractmethod
 import functools
 import inspect
 import numbers
@@ -66,9 +67,9 @@ class OptimizationMetaLearner(MetaLearner):
     # ------------------------------------------------------------------
     # what a method defines
     # ------------------------------------------------------------------
+    @abstractmethod
     def _step_size(self, adapting, detach):
         """The inner step size: a float, or a tensor per parameter name."""
-        raise NotImplementedError
 
     def _first_order(self):
         return bool(self.first_order)
