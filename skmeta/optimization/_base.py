@@ -9,10 +9,10 @@ adapts (``_support_objective``), with which step sizes (``_step_size``) and
 how the meta-parameters move (``meta_loss``).
 """
 
-from abc import abstractmethod
 import functools
 import inspect
 import numbers
+from abc import abstractmethod
 
 import numpy as np
 import torch
@@ -21,6 +21,27 @@ from torch import nn
 
 from ..base import MetaLearner
 from ..modules import MLP, infer_n_features_out
+
+# What the classifier and regressor docstrings of every method of the family
+# fill in the same way (each method file formats its own template with them).
+CLASSIFIER_DOC = dict(
+    kind="classifier",
+    kind_title="Classifier",
+    outputs="``n_way`` of the first meta-training task",
+    task_attributes=(
+        "    classes_ : ndarray of shape (n_classes,)\n"
+        "        Support classes of the task ``fit`` adapted to (task state).\n"
+    ),
+)
+REGRESSOR_DOC = dict(
+    kind="regressor",
+    kind_title="Regressor",
+    outputs="the number of targets of the first meta-training task",
+    task_attributes=(
+        "    n_outputs_ : int\n"
+        "        Number of targets of the task ``fit`` adapted to (task state).\n"
+    ),
+)
 from ._inner_loop import TaskBatchNorm, functional_forward, inner_loop, map_tasks, use_task_batch_norm
 
 __all__ = ["OptimizationMetaLearner"]

@@ -5,6 +5,7 @@ from torch.func import functional_call
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
+from ._base import CLASSIFIER_DOC, REGRESSOR_DOC
 from .maml import _MAML
 
 __all__ = ["ANILClassifier", "ANILRegressor"]
@@ -122,13 +123,7 @@ _DOC = """ANIL {kind}: MAML whose adaptation changes only the last layer.
 
 class ANILClassifier(MetaClassifierMixin, _ANIL):
     __doc__ = _DOC.format(
-        kind="classifier",
-        kind_title="Classifier",
-        outputs="``n_way`` of the first meta-training task",
-        task_attributes=(
-            "    classes_ : ndarray of shape (n_classes,)\n"
-            "        Support classes of the task ``fit`` adapted to (task state).\n"
-        ),
+        **CLASSIFIER_DOC,
         example="""\
     >>> from sklearn.datasets import load_digits
     >>> from skmeta import ANILClassifier
@@ -146,13 +141,7 @@ class ANILClassifier(MetaClassifierMixin, _ANIL):
 
 class ANILRegressor(MetaRegressorMixin, _ANIL):
     __doc__ = _DOC.format(
-        kind="regressor",
-        kind_title="Regressor",
-        outputs="the number of targets of the first meta-training task",
-        task_attributes=(
-            "    n_outputs_ : int\n"
-            "        Number of targets of the task ``fit`` adapted to (task state).\n"
-        ),
+        **REGRESSOR_DOC,
         example="""\
     >>> from skmeta import ANILRegressor
     >>> from skmeta.datasets import SinusoidTasks, make_sinusoid

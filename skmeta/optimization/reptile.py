@@ -4,7 +4,7 @@ import torch
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
-from ._base import OptimizationMetaLearner
+from ._base import CLASSIFIER_DOC, REGRESSOR_DOC, OptimizationMetaLearner
 
 __all__ = ["ReptileClassifier", "ReptileRegressor"]
 
@@ -134,13 +134,7 @@ _DOC = """Reptile {kind}: an initialisation moved toward each task's adapted wei
 
 class ReptileClassifier(MetaClassifierMixin, _Reptile):
     __doc__ = _DOC.format(
-        kind="classifier",
-        kind_title="Classifier",
-        outputs="``n_way`` of the first meta-training task",
-        task_attributes=(
-            "    classes_ : ndarray of shape (n_classes,)\n"
-            "        Support classes of the task ``fit`` adapted to (task state).\n"
-        ),
+        **CLASSIFIER_DOC,
         example="""\
     >>> from sklearn.datasets import load_digits
     >>> from skmeta import ReptileClassifier
@@ -158,13 +152,7 @@ class ReptileClassifier(MetaClassifierMixin, _Reptile):
 
 class ReptileRegressor(MetaRegressorMixin, _Reptile):
     __doc__ = _DOC.format(
-        kind="regressor",
-        kind_title="Regressor",
-        outputs="the number of targets of the first meta-training task",
-        task_attributes=(
-            "    n_outputs_ : int\n"
-            "        Number of targets of the task ``fit`` adapted to (task state).\n"
-        ),
+        **REGRESSOR_DOC,
         example="""\
     >>> from skmeta import ReptileRegressor
     >>> from skmeta.datasets import SinusoidTasks, make_sinusoid
