@@ -10,8 +10,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import make_subspace_classes
-from skmeta import EpisodeSampler, MatchingNetworkClassifier
+from conftest import SKORCH_INIT_XFAIL, subspace_tasks
+from skmeta import MatchingNetworkClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import EpisodicSplit
 from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
@@ -19,7 +19,7 @@ from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_chec
 TINY = dict(module__hidden_sizes=(16,), module__out_features=8, verbose=0, random_state=0)
 
 EXPECTED_FAILED_CHECKS = {
-    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
+    **SKORCH_INIT_XFAIL,
 }
 
 
@@ -33,14 +33,7 @@ def test_sklearn_compatible(estimator, check):
         check(estimator)
 
 
-def _family():
-    X, y = make_subspace_classes()
-    train = y < 40
-    tasks = list(EpisodeSampler(X[train], y[train], n_way=5, k_shot=2, n_query=5, n_tasks=60, random_state=0))
-    return tasks, X[~train], y[~train]
-
-
-TASKS, X_NEW, Y_NEW = _family()
+TASKS, X_NEW, Y_NEW = subspace_tasks()
 LEARNER = dict(module__hidden_sizes=(32,), module__out_features=16, max_epochs=4, lr=3e-3, verbose=0, random_state=0)
 
 
