@@ -227,7 +227,7 @@ def report(args, within, within_times, across, across_times, seconds, plot_name)
         "",
         "## Within a dataset: classes never seen in meta-training",
         "",
-        f"Classes split with `split_classes(y, train_size=..., random_state=0)`: "
+        "Classes split with `split_classes(y, train_size=..., random_state=0)`: "
         + ", ".join(f"{name} {n} meta-training classes" for name, n in WITHIN.items())
         + ", the rest for meta-testing. "
         f"{args.within_episodes} test episodes per setting, 15 queries per class, the same episodes "

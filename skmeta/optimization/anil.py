@@ -1,10 +1,8 @@
 """ANIL, Almost No Inner Loop (Raghu et al., 2020): MAML adapting the head only."""
 
-from torch import nn
 from torch.func import functional_call
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
-from ..modules import MLP
 from ._base import CLASSIFIER_DOC, REGRESSOR_DOC
 from .maml import _MAML
 
@@ -14,24 +12,6 @@ __all__ = ["ANILClassifier", "ANILRegressor"]
 class _ANIL(_MAML):
     """MAML whose inner loop changes only the last layer: the body's features
     are computed once per task and the steps run on the head alone."""
-
-    def __init__(self, module=MLP, *args, head=None, **kwargs):
-        super().__init__(module, *args, **kwargs)
-        self.head = head
-
-    def _head_name(self):
-        if self.head is not None:
-            try:
-                module = self.module_.get_submodule(self.head)
-            except AttributeError:
-                module = None
-            if module is None or not any(True for _ in module.parameters()):
-                raise ValueError(f"head={self.head!r} is not a submodule with parameters of {type(self.module_).__name__}")
-            return self.head
-        linear = [name for name, m in self.module_.named_modules() if isinstance(m, nn.Linear)]
-        if not linear:
-            raise ValueError(f"{type(self.module_).__name__} has no nn.Linear layer to adapt; name the head with head=")
-        return linear[-1]
 
     def _support_objective(self, params, X_support, y_support, n_outputs):
         name = self._head_name()
@@ -84,7 +64,7 @@ _DOC = """ANIL {kind}: MAML whose adaptation changes only the last layer.
         Name of the submodule adapted in the inner loop (as in
         ``module.named_modules()``); None means the last ``nn.Linear``.
 
-    inner_steps, inner_lr, adapt_steps, adapt_lr, first_order, vectorize_tasks
+    inner_steps, inner_lr, adapt_steps, adapt_lr, first_order, zero_head, vectorize_tasks
         As in :class:`MAML{kind_title}`, applied to the head.
 
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device, criterion, random_state

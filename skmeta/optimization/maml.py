@@ -2,7 +2,7 @@
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
-from ._base import OptimizationMetaLearner
+from ._base import ZERO_HEAD_DOC, OptimizationMetaLearner
 
 __all__ = ["MAMLClassifier", "MAMLRegressor"]
 
@@ -73,6 +73,7 @@ _DOC = """MAML {kind}: a network meta-trained to {task} after a few gradient ste
     first_order : bool, default=False
         Meta-gradient without second derivatives (first-order MAML).
 
+""" + ZERO_HEAD_DOC + """
     vectorize_tasks : {{"auto", True, False}}, default="auto"
         Adapt the tasks of a meta-batch together with ``torch.func.vmap``
         (True) or one at a time (False). "auto" vectorises unless the
@@ -124,6 +125,9 @@ _DOC = """MAML {kind}: a network meta-trained to {task} after a few gradient ste
     ----------
     Finn, C., Abbeel, P. and Levine, S. (2017). Model-agnostic
     meta-learning for fast adaptation of deep networks. ICML.
+
+    Kao, C.-H., Chiu, W.-C. and Chen, P.-Y. (2022). MAML is a noisy
+    contrastive learner in classification. ICLR.
 
     Examples
     --------

@@ -5,7 +5,7 @@ from torch import nn
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
-from ._base import OptimizationMetaLearner
+from ._base import ZERO_HEAD_DOC, OptimizationMetaLearner
 
 __all__ = ["MetaSGDClassifier", "MetaSGDRegressor", "LearnedStepSizes"]
 
@@ -98,6 +98,7 @@ _DOC = """Meta-SGD {kind}: MAML with a meta-learned step size for every weight.
     first_order : bool, default=False
         Meta-gradient without second derivatives.
 
+""" + ZERO_HEAD_DOC + """
     vectorize_tasks : {{"auto", True, False}}, default="auto"
         Adapt the tasks of a meta-batch together with ``torch.func.vmap``;
         "auto" does unless the network has convolutions.

@@ -94,5 +94,5 @@ def test_named_head_and_bad_heads():
         ANILClassifier(**dict(PARAMS, head="layers.9")).meta_fit(TASKS[:4])
     with pytest.raises(ValueError, match="output must be its head's output; MLP transforms the output of 'layers.0'"):
         ANILClassifier(**dict(PARAMS, head="layers.0")).meta_fit(TASKS[:4])
-    with pytest.raises(ValueError, match="has no nn.Linear layer to adapt"):
+    with pytest.raises(ValueError, match="has no nn.Linear layer to serve as head"):
         ANILClassifier(_NoLinearLayer, verbose=0).meta_fit(TASKS[:4])

@@ -202,3 +202,52 @@ def test_meta_fitting_beats_the_untrained_initialisation(cls):
         warnings.simplefilter("ignore", NotMetaFittedWarning)
         trained_mse, untrained_mse = mse(learner), mse(untrained)
     assert trained_mse < 0.8 * untrained_mse, (trained_mse, untrained_mse)
+
+
+@pytest.mark.parametrize("cls", CLASSIFIERS + REGRESSORS)
+def test_zero_head_keeps_the_head_at_zero_and_meta_learns_the_body(cls):
+    learner = _meta_fitted(cls, zero_head=True, max_epochs=2)
+    shorter = _meta_fitted(cls, zero_head=True, max_epochs=1)
+    head = learner.module_.layers[-1]
+    assert learner._head_name() == "layers.2"
+    assert not head.weight.requires_grad and not head.weight.any() and not head.bias.any()
+    assert not torch.equal(learner.module_.layers[0].weight, shorter.module_.layers[0].weight)
+    (X, y), X_query = _support_and_query(cls)
+    # Adaptation starts from the zero head and moves it; the meta-learned head stays zero.
+    learner.fit(X, y)
+    assert learner.adapted_params_["layers.2.weight"].abs().sum() > 0 and not head.weight.any()
+    # The frozen head survives cloning and further meta-training.
+    again = clone(learner).set_params(warm_start=True).meta_fit(SINE_TASKS if cls in REGRESSORS else TASKS)
+    assert not again.module_.layers[-1].weight.requires_grad and not again.module_.layers[-1].weight.any()
+
+
+def test_one_step_from_a_zero_head_gives_centred_class_means():
+    """Kao et al.'s observation, which makes the zeroing trick fast: with
+    cross-entropy on n classes, the gradient at a zero head is
+    (1/n - onehot) f(x) per example, so one step of size lr on n_way x k_shot
+    examples sets class c's weights to lr / n_support * sum_x (onehot_c - 1/n) f(x)."""
+    learner = MAMLClassifier(**{**PARAMS, "zero_head": True, "inner_steps": 1, "adapt_steps": 1}).meta_fit(TASKS)
+    (X, y), _ = _support_and_query(MAMLClassifier)
+    learner.fit(X, y)
+    weights = {name: value for name, value in learner.module_.named_parameters()}
+    adapted = learner.adapted_params_
+    # The body moved too (MAML adapts every layer) but its first step starts at the meta-learned body.
+    features = learner.module_.layers[:-1](torch.as_tensor(X, dtype=torch.float32)).detach()
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(np.searchsorted(learner.classes_, y)), 3).float()
+    expected = learner.inner_lr / len(y) * (onehot - 1 / 3).T @ features
+    torch.testing.assert_close(adapted["layers.2.weight"], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(adapted["layers.2.bias"], torch.zeros(3), rtol=0, atol=1e-7)
+    assert weights["layers.2.weight"].abs().sum() == 0
+
+
+@pytest.mark.parametrize("value", ["yes", 1.5])
+def test_zero_head_must_be_a_boolean(value):
+    with pytest.raises(ValueError, match=f"zero_head must be True or False, got {value!r}"):
+        MAMLClassifier(**{**PARAMS, "zero_head": value}).meta_fit(TASKS)
+
+
+def test_zero_head_with_a_named_head_and_without_any_linear_layer():
+    learner = MAMLClassifier(**{**PARAMS, "zero_head": True, "head": "layers.2"}).meta_fit(TASKS[:4])
+    assert not learner.module_.layers[2].weight.any()
+    with pytest.raises(ValueError, match="head='layers.1' is not a submodule with parameters of MLP"):
+        MAMLClassifier(**{**PARAMS, "zero_head": True, "head": "layers.1"}).meta_fit(TASKS[:4])
