@@ -157,3 +157,23 @@ def test_map_tasks_runs_tasks_of_different_shapes_one_by_one():
     assert losses.shape == (2,)
     loss, accuracy = learner.meta_loss(batch, training=False)
     assert loss.ndim == 0 and 0 <= accuracy <= 1
+
+
+def test_adapted_weights_keep_the_layout_of_the_meta_parameters():
+    # A channels-last weight with one input channel is also "contiguous" by
+    # shape; value - lr * grad comes out with contiguous strides, and the
+    # convolution then switches the activations' layout (13x slower pooling).
+    weight = torch.empty(4, 1, 3, 3, memory_format=torch.channels_last).normal_(generator=torch.Generator().manual_seed(0))
+    assert weight.stride() == (9, 1, 3, 1)
+    adapted = inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": weight}, lr=0.1, n_steps=2)
+    assert adapted["w"].stride() == weight.stride()
+    torch.testing.assert_close(adapted["w"], weight * 0.8 ** 2)
+    rng = np.random.RandomState(0)
+    images = rng.rand(30, 12, 12).astype(np.float32)
+    labels = np.repeat(np.arange(3), 10)
+    learner = MAMLClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
+                             inner_lr=0.3, verbose=0, random_state=0)
+    learner.meta_fit(list(EpisodeSampler(images, labels, n_way=3, k_shot=2, n_query=2, n_tasks=2, random_state=0)))
+    learner.fit(images[np.r_[0:2, 10:12, 20:22]], labels[np.r_[0:2, 10:12, 20:22]])
+    for name, p in learner.module_.named_parameters():
+        assert learner.adapted_params_[name].stride() == p.stride(), name
