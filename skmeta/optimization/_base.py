@@ -51,8 +51,9 @@ ZERO_HEAD_DOC = """\
         and frozen and only the layers below it are meta-learned. For a
         classifier, a first step from zero gives each class the centred
         mean of its support features as weights, a prototype classifier
-        that meta-training only has to refine; on Omniglot it trains
-        several times faster (docs/benchmarks/maml_omniglot.md).
+        that meta-training only has to refine (on Omniglot, 15 minutes of
+        first-order MAML: 82.64% 5-way 1-shot against 78.26% with a
+        meta-learned head; docs/optimization.md).
 
     head : str or None, default=None
         The output layer, as named in ``module.named_modules()``; None

@@ -107,14 +107,13 @@ class TaskBatchNorm(nn.Module):
         n_rows = _REFERENCE_ROWS.get()
         if n_rows is None and _FUSED.get():
             # torch's fused kernel when the batch is its own reference: on
-            # CPU its statistics cost an eighth of var_mean's, which makes a
-            # first-order Conv-4 MAML step 1.2x faster.
+            # CPU its statistics are much cheaper than var_mean's.
             return F.batch_norm(X, None, None, self.weight, self.bias, training=True, eps=self.eps)
         # The explicit formula otherwise. Under vmap, the second derivative
         # of F.batch_norm's batching rule is wrong (0.2 absolute error
         # against a per-task loop on a one-layer CNN, torch 2.13); outside
-        # it, its second derivative is right but 1.5x slower than the
-        # formula's (second-order Conv-4 MAML step, 20-way tasks); and it
+        # it, its second derivative is right but a slow composite, slower
+        # than the formula's in a second-order Conv-4 MAML step; and it
         # cannot take statistics from the leading rows only.
         reference = X if n_rows is None else X[:n_rows]
         var, mean = torch.var_mean(reference, [0, *range(2, X.dim())], unbiased=False, keepdim=True)
@@ -257,8 +256,8 @@ def _laid_out_as(new, old):
     Arithmetic need not keep a layout that the shape leaves ambiguous: a
     channels-last convolution weight with one input channel comes out of
     ``value - lr * grad`` contiguous, and the convolution then returns
-    contiguous activations, on which CPU max pooling is 13x slower (Conv-4's
-    first block on Omniglot).
+    contiguous activations, on which CPU max pooling takes a much slower
+    kernel (Conv-4's first block on Omniglot).
     """
     if new.stride() == old.stride():
         return new
