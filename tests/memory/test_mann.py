@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from skorch.callbacks import GradientNormClipping
 
+from conftest import SKORCH_INIT_XFAIL
 from skmeta import EpisodeSampler, MANNClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.memory import MANN, MANNState
@@ -20,13 +21,8 @@ from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_chec
 NET = dict(module__controller_size=32, module__memory_rows=16, module__memory_width=8, module__n_reads=1)
 TINY = dict(NET, verbose=0, random_state=0)
 
-# Checks that cannot apply to a skorch-based few-shot learner, with the reason.
-EXPECTED_FAILED_CHECKS = {
-    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
-}
 
-
-@parametrize_with_checks([MANNClassifier(**TINY)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+@parametrize_with_checks([MANNClassifier(**TINY)], expected_failed_checks=lambda est: SKORCH_INIT_XFAIL)
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotMetaFittedWarning)

@@ -7,7 +7,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import make_subspace_classes
+from conftest import SKORCH_INIT_XFAIL, make_subspace_classes
 from skmeta import EpisodeSampler, MAMLClassifier, MAMLRegressor
 from skmeta.base import NotMetaFittedWarning
 from skmeta.datasets import SinusoidTasks, make_sinusoid
@@ -16,14 +16,9 @@ from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_chec
 
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
 
-# Checks that cannot apply to a skorch-based few-shot learner, with the reason.
-EXPECTED_FAILED_CHECKS = {
-    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
-}
-
 
 @parametrize_with_checks(
-    [MAMLClassifier(**TINY), MAMLRegressor(**TINY)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
+    [MAMLClassifier(**TINY), MAMLRegressor(**TINY)], expected_failed_checks=lambda est: SKORCH_INIT_XFAIL
 )
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():

@@ -6,20 +6,17 @@ import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import make_subspace_classes
+from conftest import SKORCH_INIT_XFAIL, make_subspace_classes
 from skmeta import EpisodeSampler, ReptileClassifier, ReptileRegressor
 from skmeta.base import NotMetaFittedWarning
 from skmeta.datasets import SinusoidTasks, make_sinusoid
 from skmeta.utils.estimator_checks import parametrize_with_meta_checks
 
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
-EXPECTED_FAILED_CHECKS = {
-    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
-}
 
 
 @parametrize_with_checks(
-    [ReptileClassifier(**TINY), ReptileRegressor(**TINY)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
+    [ReptileClassifier(**TINY), ReptileRegressor(**TINY)], expected_failed_checks=lambda est: SKORCH_INIT_XFAIL
 )
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
