@@ -29,15 +29,23 @@ CLASSIFIER_DOC = dict(
     kind="classifier",
     kind_title="Classifier",
     outputs="``n_way`` of the first meta-training task",
+    criterion="CrossEntropyLoss",
+    acc=", ``train_acc``",
+    valid_acc=", ``valid_acc``",
     task_attributes=(
         "    classes_ : ndarray of shape (n_classes,)\n"
-        "        Support classes of the task ``fit`` adapted to (task state).\n"
+        "        Support classes of the task ``fit`` adapted to (task state); a\n"
+        "        task with fewer classes than the network has outputs is scored\n"
+        "        on the first ``n_classes`` outputs.\n"
     ),
 )
 REGRESSOR_DOC = dict(
     kind="regressor",
     kind_title="Regressor",
     outputs="the number of targets of the first meta-training task",
+    criterion="MSELoss",
+    acc="",
+    valid_acc="",
     task_attributes=(
         "    n_outputs_ : int\n"
         "        Number of targets of the task ``fit`` adapted to (task state).\n"

@@ -2,7 +2,7 @@
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
-from ._base import ZERO_HEAD_DOC, OptimizationMetaLearner
+from ._base import CLASSIFIER_DOC, REGRESSOR_DOC, ZERO_HEAD_DOC, OptimizationMetaLearner
 
 __all__ = ["MAMLClassifier", "MAMLRegressor"]
 
@@ -167,18 +167,8 @@ _REGRESSOR_EXAMPLE = """\
 
 class MAMLClassifier(MetaClassifierMixin, _MAML):
     __doc__ = _DOC.format(
-        kind="classifier",
+        **CLASSIFIER_DOC,
         task="classify the queries of a new task",
-        outputs="``n_way`` of the first meta-training task",
-        criterion="CrossEntropyLoss",
-        acc=", ``train_acc``",
-        valid_acc=", ``valid_acc``",
-        task_attributes=(
-            "    classes_ : ndarray of shape (n_classes,)\n"
-            "        Support classes of the task ``fit`` adapted to (task state); a\n"
-            "        task with fewer classes than the network has outputs is scored\n"
-            "        on the first ``n_classes`` outputs.\n"
-        ),
         see_also="MetaSGDClassifier : Learned per-parameter step sizes.\n"
         "    ANILClassifier : Adaptation of the last layer only.\n"
         "    ReptileClassifier : A first-order method without a query loss.",
@@ -188,18 +178,9 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
 
 class MAMLRegressor(MetaRegressorMixin, _MAML):
     __doc__ = _DOC.format(
-        kind="regressor",
+        **REGRESSOR_DOC,
         task="fit a new function",
-        outputs="the number of targets of the first meta-training task",
-        criterion="MSELoss",
-        acc="",
-        valid_acc="",
-        task_attributes=(
-            "    n_outputs_ : int\n"
-            "        Number of targets of the task ``fit`` adapted to (task state).\n"
-        ),
         see_also="MetaSGDRegressor : Learned per-parameter step sizes.\n"
         "    skmeta.datasets.SinusoidTasks : The sinusoid tasks of the MAML paper.",
         example=_REGRESSOR_EXAMPLE,
     )
-

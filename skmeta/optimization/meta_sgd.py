@@ -5,7 +5,7 @@ from torch import nn
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
-from ._base import ZERO_HEAD_DOC, OptimizationMetaLearner
+from ._base import CLASSIFIER_DOC, REGRESSOR_DOC, ZERO_HEAD_DOC, OptimizationMetaLearner
 
 __all__ = ["MetaSGDClassifier", "MetaSGDRegressor", "LearnedStepSizes"]
 
@@ -145,13 +145,7 @@ _DOC = """Meta-SGD {kind}: MAML with a meta-learned step size for every weight.
 
 class MetaSGDClassifier(MetaClassifierMixin, _MetaSGD):
     __doc__ = _DOC.format(
-        kind="classifier",
-        outputs="``n_way`` of the first meta-training task",
-        criterion="CrossEntropyLoss",
-        task_attributes=(
-            "    classes_ : ndarray of shape (n_classes,)\n"
-            "        Support classes of the task ``fit`` adapted to (task state).\n"
-        ),
+        **CLASSIFIER_DOC,
         see_also="MAMLClassifier : One step size for all weights.",
         example="""\
     >>> from sklearn.datasets import load_digits
@@ -170,13 +164,7 @@ class MetaSGDClassifier(MetaClassifierMixin, _MetaSGD):
 
 class MetaSGDRegressor(MetaRegressorMixin, _MetaSGD):
     __doc__ = _DOC.format(
-        kind="regressor",
-        outputs="the number of targets of the first meta-training task",
-        criterion="MSELoss",
-        task_attributes=(
-            "    n_outputs_ : int\n"
-            "        Number of targets of the task ``fit`` adapted to (task state).\n"
-        ),
+        **REGRESSOR_DOC,
         see_also="MAMLRegressor : One step size for all weights.\n"
         "    skmeta.datasets.SinusoidTasks : The sinusoid tasks of the paper.",
         example="""\
