@@ -1,3 +1,4 @@
+import warnings
 """Shared fixtures: real data paths and small task families."""
 
 from pathlib import Path
@@ -42,6 +43,24 @@ def make_subspace_classes(n_classes=60, n_per_class=20, n_features=24, n_informa
 SKORCH_INIT_XFAIL = {
     "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
 }
+
+
+def sklearn_checks(estimators, expected_failed_checks=SKORCH_INIT_XFAIL):
+    """scikit-learn's estimator checks on ``estimators``, as a test function
+    to assign to a ``test_*`` name. The checks fit learners that were never
+    meta-fitted, so NotMetaFittedWarning is silenced; ``expected_failed_checks``
+    maps each check that cannot apply to its reason."""
+    from sklearn.utils.estimator_checks import parametrize_with_checks
+
+    from skmeta.base import NotMetaFittedWarning
+
+    @parametrize_with_checks(list(estimators), expected_failed_checks=lambda estimator: expected_failed_checks)
+    def test_sklearn_compatible(estimator, check):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotMetaFittedWarning)
+            check(estimator)
+
+    return test_sklearn_compatible
 
 
 def subspace_tasks():

@@ -9,9 +9,8 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import SKORCH_INIT_XFAIL
+from conftest import sklearn_checks
 from skmeta.base import NotMetaFittedWarning
 from skmeta.datasets import load_tabular
 from skmeta.model_selection import EpisodicSplit
@@ -22,11 +21,7 @@ from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_chec
 TINY = dict(module__hidden_size=8, verbose=0, random_state=0)
 
 
-@parametrize_with_checks([FeatureVoteClassifier(**TINY)], expected_failed_checks=lambda est: SKORCH_INIT_XFAIL)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotMetaFittedWarning)
-        check(estimator)
+test_sklearn_compatible = sklearn_checks([FeatureVoteClassifier(**TINY)])
 
 
 def make_relevance_dataset(n_features, n_classes=6, n_per_class=30, n_informative=2, random_state=0):

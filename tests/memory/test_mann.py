@@ -7,10 +7,9 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from skorch.callbacks import GradientNormClipping
 
-from conftest import SKORCH_INIT_XFAIL
+from conftest import sklearn_checks
 from skmeta import EpisodeSampler, MANNClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.memory import MANN, MANNState
@@ -22,11 +21,7 @@ NET = dict(module__controller_size=32, module__memory_rows=16, module__memory_wi
 TINY = dict(NET, verbose=0, random_state=0)
 
 
-@parametrize_with_checks([MANNClassifier(**TINY)], expected_failed_checks=lambda est: SKORCH_INIT_XFAIL)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotMetaFittedWarning)
-        check(estimator)
+test_sklearn_compatible = sklearn_checks([MANNClassifier(**TINY)])
 
 
 def make_clusters(n_classes=60, n_per_class=20, n_features=16, noise=0.3, random_state=0):

@@ -8,9 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import SKORCH_INIT_XFAIL, subspace_tasks
+from conftest import SKORCH_INIT_XFAIL, sklearn_checks, subspace_tasks
 from skmeta import MatchingNetworkClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import EpisodicSplit
@@ -23,14 +22,7 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-@parametrize_with_checks(
-    [MatchingNetworkClassifier(**TINY), MatchingNetworkClassifier(fce=True, fce_steps=2, **TINY)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotMetaFittedWarning)
-        check(estimator)
+test_sklearn_compatible = sklearn_checks([MatchingNetworkClassifier(**TINY), MatchingNetworkClassifier(fce=True, fce_steps=2, **TINY)], EXPECTED_FAILED_CHECKS)
 
 
 TASKS, X_NEW, Y_NEW = subspace_tasks()

@@ -9,9 +9,8 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.neighbors import NearestCentroid
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import SKORCH_INIT_XFAIL, make_subspace_classes
+from conftest import SKORCH_INIT_XFAIL, make_subspace_classes, sklearn_checks
 from skmeta import EpisodeSampler, PretrainedClassifier, Task
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import EpisodicSplit
@@ -25,14 +24,7 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-@parametrize_with_checks(
-    [PretrainedClassifier(**TINY), PretrainedClassifier(classifier="logistic", **TINY)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotMetaFittedWarning)
-        check(estimator)
+test_sklearn_compatible = sklearn_checks([PretrainedClassifier(**TINY), PretrainedClassifier(classifier="logistic", **TINY)], EXPECTED_FAILED_CHECKS)
 
 
 X_ALL, Y_ALL = make_subspace_classes()

@@ -6,9 +6,8 @@ import torch
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import SKORCH_INIT_XFAIL, subspace_tasks
+from conftest import SKORCH_INIT_XFAIL, sklearn_checks, subspace_tasks
 from skmeta import SiameseNetworkClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import EpisodicSplit
@@ -21,11 +20,7 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-@parametrize_with_checks([SiameseNetworkClassifier(**TINY)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotMetaFittedWarning)
-        check(estimator)
+test_sklearn_compatible = sklearn_checks([SiameseNetworkClassifier(**TINY)], EXPECTED_FAILED_CHECKS)
 
 
 TASKS, X_NEW, Y_NEW = subspace_tasks()

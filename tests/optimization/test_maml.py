@@ -5,9 +5,8 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import SKORCH_INIT_XFAIL, make_subspace_classes
+from conftest import make_subspace_classes, sklearn_checks
 from skmeta import EpisodeSampler, MAMLClassifier, MAMLRegressor
 from skmeta.base import NotMetaFittedWarning
 from skmeta.datasets import SinusoidTasks, make_sinusoid
@@ -17,13 +16,7 @@ from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_chec
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
 
 
-@parametrize_with_checks(
-    [MAMLClassifier(**TINY), MAMLRegressor(**TINY)], expected_failed_checks=lambda est: SKORCH_INIT_XFAIL
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotMetaFittedWarning)
-        check(estimator)
+test_sklearn_compatible = sklearn_checks([MAMLClassifier(**TINY), MAMLRegressor(**TINY)])
 
 
 def _classification_family():

@@ -1,25 +1,15 @@
-import warnings
-
 import numpy as np
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import SKORCH_INIT_XFAIL, make_subspace_classes
+from conftest import make_subspace_classes, sklearn_checks
 from skmeta import EpisodeSampler, MAMLClassifier, MetaSGDClassifier, MetaSGDRegressor
-from skmeta.base import NotMetaFittedWarning
 from skmeta.datasets import SinusoidTasks, make_sinusoid
 from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
 
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
 
 
-@parametrize_with_checks(
-    [MetaSGDClassifier(**TINY), MetaSGDRegressor(**TINY)], expected_failed_checks=lambda est: SKORCH_INIT_XFAIL
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotMetaFittedWarning)
-        check(estimator)
+test_sklearn_compatible = sklearn_checks([MetaSGDClassifier(**TINY), MetaSGDRegressor(**TINY)])
 
 
 X_POOL, Y_POOL = make_subspace_classes(n_classes=30, n_per_class=12, n_features=10)
