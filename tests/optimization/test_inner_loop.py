@@ -177,3 +177,18 @@ def test_adapted_weights_keep_the_layout_of_the_meta_parameters():
     learner.fit(images[np.r_[0:2, 10:12, 20:22]], labels[np.r_[0:2, 10:12, 20:22]])
     for name, p in learner.module_.named_parameters():
         assert learner.adapted_params_[name].stride() == p.stride(), name
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_relaid_weights_leave_the_conv4_meta_gradient_unchanged(first_order, monkeypatch):
+    rng = np.random.RandomState(0)
+    images = rng.rand(30, 12, 12).astype(np.float32)
+    tasks = list(EpisodeSampler(images, np.repeat(np.arange(3), 10), n_way=3, k_shot=1, n_query=2, n_tasks=2,
+                                random_state=0))
+    learner = MAMLClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
+                             inner_lr=0.3, inner_steps=2, first_order=first_order, verbose=0, random_state=0)
+    batch = _meta_batch(learner.meta_fit(tasks), tasks)
+    relaid = _meta_gradient(learner, batch)
+    monkeypatch.setattr("skmeta.optimization._inner_loop._laid_out_as", lambda new, old: new)
+    for r, plain in zip(relaid, _meta_gradient(learner, batch)):
+        torch.testing.assert_close(r, plain, rtol=1e-5, atol=1e-6)
