@@ -15,6 +15,16 @@ from skmeta.optimization._inner_loop import _reference_rows
 X_POOL, Y_POOL = make_subspace_classes(n_classes=12, n_per_class=10, n_features=6, random_state=0)
 TASKS = list(EpisodeSampler(X_POOL, Y_POOL, n_way=3, k_shot=2, n_query=4, n_tasks=8, random_state=0))
 TINY = dict(module__hidden_sizes=(5,), inner_lr=0.3, batch_size=4, max_epochs=1, verbose=0, random_state=0)
+IMAGES = np.random.RandomState(0).rand(30, 12, 12).astype(np.float32)
+IMAGE_LABELS = np.repeat(np.arange(3), 10)
+IMAGE_TASKS = list(EpisodeSampler(IMAGES, IMAGE_LABELS, n_way=3, k_shot=2, n_query=2, n_tasks=2, random_state=0))
+IMAGE_SUPPORT = np.r_[0:2, 10:12, 20:22]
+
+
+def _tiny_conv4(**params):
+    """A two-block Conv-4 MAML on 12x12 images, meta-fitted on IMAGE_TASKS."""
+    return MAMLClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
+                          **{"inner_lr": 0.3, "verbose": 0, "random_state": 0, **params}).meta_fit(IMAGE_TASKS)
 
 
 def _meta_fitted(**params):
@@ -124,18 +134,13 @@ def test_task_batch_norm_equals_torch_batch_norm_in_training_mode():
 
 
 def test_queries_are_normalised_with_support_statistics_one_by_one():
-    rng = np.random.RandomState(0)
-    images = rng.rand(30, 12, 12).astype(np.float32)
-    labels = np.repeat(np.arange(3), 10)
-    learner = MAMLClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
-                             inner_lr=0.3, verbose=0, random_state=0)
-    learner.meta_fit(list(EpisodeSampler(images, labels, n_way=3, k_shot=2, n_query=2, n_tasks=2, random_state=0)))
-    support, query = np.r_[0:2, 10:12, 20:22], np.r_[5:10, 15:20, 25:30]
-    batch = learner.fit(images[support], labels[support]).predict_proba(images[query])
-    one_by_one = np.vstack([learner.predict_proba(images[[i]]) for i in query])
+    learner = _tiny_conv4()
+    query = np.r_[5:10, 15:20, 25:30]
+    batch = learner.fit(IMAGES[IMAGE_SUPPORT], IMAGE_LABELS[IMAGE_SUPPORT]).predict_proba(IMAGES[query])
+    one_by_one = np.vstack([learner.predict_proba(IMAGES[[i]]) for i in query])
     np.testing.assert_allclose(one_by_one, batch, rtol=1e-5, atol=1e-6)
     # and the statistics are the support set's: a shifted query batch moves the outputs
-    shifted = learner.predict_proba(images[query] + 1.0)
+    shifted = learner.predict_proba(IMAGES[query] + 1.0)
     assert np.abs(shifted - batch).max() > 1e-3
 
 
@@ -162,32 +167,21 @@ def test_map_tasks_runs_tasks_of_different_shapes_one_by_one():
 def test_adapted_weights_keep_the_layout_of_the_meta_parameters():
     # A channels-last weight with one input channel is also "contiguous" by
     # shape; value - lr * grad comes out with contiguous strides, and the
-    # convolution then switches the activations' layout (13x slower pooling).
+    # convolution then switches the activations' layout (CPU pooling's slow path).
     weight = torch.empty(4, 1, 3, 3, memory_format=torch.channels_last).normal_(generator=torch.Generator().manual_seed(0))
     assert weight.stride() == (9, 1, 3, 1)
     adapted = inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": weight}, lr=0.1, n_steps=2)
     assert adapted["w"].stride() == weight.stride()
     torch.testing.assert_close(adapted["w"], weight * 0.8 ** 2)
-    rng = np.random.RandomState(0)
-    images = rng.rand(30, 12, 12).astype(np.float32)
-    labels = np.repeat(np.arange(3), 10)
-    learner = MAMLClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
-                             inner_lr=0.3, verbose=0, random_state=0)
-    learner.meta_fit(list(EpisodeSampler(images, labels, n_way=3, k_shot=2, n_query=2, n_tasks=2, random_state=0)))
-    learner.fit(images[np.r_[0:2, 10:12, 20:22]], labels[np.r_[0:2, 10:12, 20:22]])
+    learner = _tiny_conv4().fit(IMAGES[IMAGE_SUPPORT], IMAGE_LABELS[IMAGE_SUPPORT])
     for name, p in learner.module_.named_parameters():
         assert learner.adapted_params_[name].stride() == p.stride(), name
 
 
 @pytest.mark.parametrize("first_order", [False, True])
 def test_relaid_weights_leave_the_conv4_meta_gradient_unchanged(first_order, monkeypatch):
-    rng = np.random.RandomState(0)
-    images = rng.rand(30, 12, 12).astype(np.float32)
-    tasks = list(EpisodeSampler(images, np.repeat(np.arange(3), 10), n_way=3, k_shot=1, n_query=2, n_tasks=2,
-                                random_state=0))
-    learner = MAMLClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
-                             inner_lr=0.3, inner_steps=2, first_order=first_order, verbose=0, random_state=0)
-    batch = _meta_batch(learner.meta_fit(tasks), tasks)
+    learner = _tiny_conv4(inner_steps=2, first_order=first_order)
+    batch = _meta_batch(learner, IMAGE_TASKS)
     relaid = _meta_gradient(learner, batch)
     monkeypatch.setattr("skmeta.optimization._inner_loop._laid_out_as", lambda new, old: new)
     for r, plain in zip(relaid, _meta_gradient(learner, batch)):
