@@ -24,27 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from sklearn.model_selection import cross_val_score
 
 from skmeta import EpisodeSampler, MAMLClassifier
 from skmeta.callbacks import TimeBudget
-from skmeta.datasets import load_omniglot
 from skmeta.model_selection import EpisodicSplit, mean_confidence_interval
 from skmeta.modules import Conv4
 from skmeta.tasks import rotate_classes
 
+from bench_protonet_omniglot import load_split  # the same alphabet-held-out split
+
 ROOT = Path(__file__).resolve().parents[1]
-TEST_ALPHABETS = ["Japanese_(katakana)", "Tagalog"]
-
-
-def load_split(path):
-    data = load_omniglot(path)
-    test = np.isin(data.alphabet, TEST_ALPHABETS)
-    return (data.data[~test], data.target[~test]), (data.data[test], data.target[test])
-
-
 def meta_train(train, first_order, budget_seconds, batch_size, n_query, precision, zero_head=False, train_way=5,
                random_state=0):
     tasks = EpisodeSampler(*train, n_way=train_way, k_shot=1, n_query=n_query, n_tasks=50 * batch_size,

@@ -33,12 +33,15 @@ from sklearn.model_selection import cross_val_score
 from skorch.callbacks import GradientNormClipping
 
 from skmeta import EpisodeSampler, MANNClassifier, Task
+from skmeta.cli import OMNIGLOT_TEST_ALPHABETS
 from skmeta.datasets import load_omniglot
 from skmeta.model_selection import EpisodicSplit, format_confidence_interval, mean_confidence_interval
 from skmeta.tasks import rotate_classes
 
+from bench_protonet_omniglot import adaptation_latency
+
 ROOT = Path(__file__).resolve().parents[1]
-TEST_ALPHABETS = ["Japanese_(katakana)", "Tagalog"]
+TEST_ALPHABETS = list(OMNIGLOT_TEST_ALPHABETS)
 N_WAY, N_INSTANCES = 5, 10
 IMAGE_SIZE, MAX_SHIFT = 20, 2
 REPORTED_INSTANCES = (1, 2, 3, 4, 5, 10)
@@ -138,18 +141,6 @@ def sklearn_table(learner, test, n_episodes):
     return results
 
 
-def adaptation_latency(learner, test, n_episodes=100):
-    """Milliseconds for fit + predict of one 5-way 5-shot episode (75 queries)."""
-    X, y = test
-    cv = EpisodicSplit(n_way=5, k_shot=5, n_query=15, n_episodes=n_episodes, random_state=1)
-    times = []
-    for support, query in cv.split(X, y):
-        start = time.perf_counter()
-        learner.fit(X[support], y[support]).predict(X[query])
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
-
-
 def plot(by_instance, path):
     import matplotlib
 
@@ -208,7 +199,7 @@ def main(argv=None):
     table = sklearn_table(learner, test, n_eval)
     for k_shot, scores in table.items():
         log(f"5-way {k_shot}-shot: {format_confidence_interval(scores)}")
-    latency = adaptation_latency(learner, test, n_latency)
+    latency = adaptation_latency(learner, test, n_latency, random_state=1)
     log(f"fit + predict, 5-way 5-shot, 75 queries: {latency:.2f} ms")
     total = time.perf_counter() - started
 

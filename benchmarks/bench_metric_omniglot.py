@@ -42,6 +42,7 @@ from skmeta import (
     SiameseNetworkClassifier,
 )
 from skmeta.callbacks import TimeBudget
+from skmeta.cli import OMNIGLOT_TEST_ALPHABETS
 from skmeta.datasets import load_omniglot
 from skmeta.model_selection import EpisodicSplit, mean_confidence_interval
 from skmeta.modules import Conv4
@@ -49,7 +50,7 @@ from skmeta.tasks import rotate_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_ALPHABETS = ["Balinese", "Early_Aramaic", "Greek", "Korean", "Latin", "Sanskrit"]
-TEST_ALPHABETS = ["Japanese_(katakana)", "Tagalog"]
+TEST_ALPHABETS = list(OMNIGLOT_TEST_ALPHABETS)
 SETTINGS = [(5, 1), (5, 5), (20, 1)]  # (n_way, k_shot) of the test episodes
 EPISODIC = {
     "ProtoNet": ProtoNetClassifier,
