@@ -8,14 +8,18 @@ episode; :func:`mean_confidence_interval` summarises those scores.
 """
 
 import numbers
+import sys
 import warnings
 
 import numpy as np
+import torch
 from scipy import stats
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state, check_scalar, indexable
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
+
+from .tasks._stream import ClassPool, check_episode_shape
 
 __all__ = [
     "EpisodicSplit",
@@ -110,6 +114,9 @@ class EpisodicSplit(BaseCrossValidator):
     20
     """
 
+    # Episodes drawn per vectorised call.
+    _chunk = 64
+
     def __init__(
         self, n_way=5, k_shot=1, n_query=15, n_episodes=600, random_state=None
     ):
@@ -121,12 +128,10 @@ class EpisodicSplit(BaseCrossValidator):
 
     def _check_params(self):
         # Checked at use rather than in __init__, as scikit-learn's
-        # ShuffleSplit does, so that set attributes are checked too.
-        check_scalar(self.n_way, "n_way", numbers.Integral, min_val=2)
-        check_scalar(self.k_shot, "k_shot", numbers.Integral, min_val=1)
-        if self.n_query is not None:
-            check_scalar(self.n_query, "n_query", numbers.Integral, min_val=1)
-        check_scalar(self.n_episodes, "n_episodes", numbers.Integral, min_val=1)
+        # ShuffleSplit does, so that set attributes are checked too; the
+        # bounds are those of every episode source (skmeta.tasks).
+        check_episode_shape(self.n_way, self.k_shot, self.n_query, self.n_episodes,
+                            n_query_none=True, n_tasks_none=False, n_tasks_name="n_episodes")
 
     def split(self, X, y, groups=None):
         """Generate support and query indices for each episode.
@@ -171,7 +176,30 @@ class EpisodicSplit(BaseCrossValidator):
             )
         X, y, groups = indexable(X, y, groups)
         y = column_or_1d(y, warn=True)
+        self._warn_if_refit_search()
         yield from self._iter_indices(X, y, groups)
+
+    def _warn_if_refit_search(self):
+        # A search that refits (GridSearchCV's default refit=True) would fit
+        # the best candidate on the whole pooled evaluation set, which is not
+        # a few-shot task; say so when the search starts rather than let it
+        # run silently. The search is the caller that holds this splitter as
+        # its cv, a few frames up (scikit-learn's check_cv keeps the object).
+        frame = sys._getframe(2)
+        for _ in range(8):
+            if frame is None:
+                return
+            owner = frame.f_locals.get("self")
+            if getattr(owner, "cv", None) is self and hasattr(owner, "refit") and owner.refit is not False:
+                warnings.warn(
+                    f"{type(owner).__name__}(refit={owner.refit!r}) with {type(self).__name__} will refit the "
+                    "best candidate on the whole pooled evaluation set, which is not a few-shot task; "
+                    "pass refit=False and adapt the learner to a support set with fit",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                return
+            frame = frame.f_back
 
     def _iter_indices(self, X, y, groups=None):
         self._check_params()
@@ -203,31 +231,22 @@ class EpisodicSplit(BaseCrossValidator):
                 "classes in y have that many."
             )
 
-        # Members of every class, contiguous: class c owns
-        # by_class[class_start[c] : class_start[c] + class_counts[c]].
-        by_class = np.argsort(y_encoded, kind="stable")
-        class_start = np.concatenate(([0], np.cumsum(class_counts)[:-1]))
-
+        # The episodes of every task collection, drawn by the same index
+        # arithmetic (skmeta.tasks), on a torch stream seeded from rng.
+        pool = ClassPool(y_encoded, n_classes)
         rng = check_random_state(self.random_state)
-        for _ in range(self.n_episodes):
-            chosen = rng.choice(eligible, size=self.n_way, replace=False)
-            sizes = class_counts[chosen]
-            # Gather the chosen classes' members and shuffle each class
-            # independently in one sort (random key within class position),
-            # instead of a permutation per class.
-            group = np.repeat(np.arange(self.n_way), sizes)
-            offset = np.repeat(np.cumsum(sizes) - sizes, sizes)
-            rank = np.arange(group.shape[0]) - offset
-            members = by_class[np.repeat(class_start[chosen], sizes) + rank]
-            order = np.lexsort((rng.random_sample(group.shape[0]), group))
-            members = members[order]
-            # Sorting by group keeps each class's block in place, so `rank`
-            # is still the position within the class after the shuffle.
-            is_support = rank < self.k_shot
-            is_query = ~is_support
-            if self.n_query is not None:
-                is_query &= rank < n_needed
-            yield members[is_support], members[is_query]
+        generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        n_per_class = None if self.n_query is None else n_needed
+        for start in range(0, self.n_episodes, self._chunk):
+            n = min(self._chunk, self.n_episodes - start)
+            index, _, counts = pool.draw(generator, n, self.n_way, n_per_class, classes=eligible)
+            index, counts = index.numpy(), counts.numpy()
+            for members, sizes in zip(index, counts):
+                if self.n_query is None:
+                    query = np.concatenate([row[self.k_shot : size] for row, size in zip(members, sizes)])
+                else:
+                    query = members[:, self.k_shot :].reshape(-1)
+                yield members[:, : self.k_shot].reshape(-1), query
 
     def get_n_splits(self, X=None, y=None, groups=None):
         """Return the number of episodes, ``n_episodes``.
@@ -322,9 +341,11 @@ def mean_confidence_interval(scores, confidence=0.95):
         raise ValueError(
             f"scores contain {n_bad} NaN or infinite values out of {n}."
         )
-    quantile = stats.t.ppf((1 + confidence) / 2, n - 1)
-    half_width = quantile * scores.std(ddof=1) / np.sqrt(n)
-    return float(scores.mean()), float(half_width)
+    mean = scores.mean()
+    if np.ptp(scores) == 0:  # scipy's interval is (nan, nan) for a zero standard error
+        return float(mean), 0.0
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=stats.sem(scores))
+    return float(mean), float((high - low) / 2)
 
 
 def format_confidence_interval(scores, confidence=0.95, percent=True):

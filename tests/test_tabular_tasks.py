@@ -123,12 +123,12 @@ def test_bunches_and_pairs_are_accepted():
         ({"small": (np.zeros((6, 2)), np.arange(6) % 2)}, {"k_shot": 2, "n_query": 2}, "has 0 classes with at least k_shot \\+ n_query = 4"),
         ({"one": (np.zeros((40, 2)), np.zeros(40))}, {"k_shot": 1, "n_query": 1}, "has 1 classes"),
         ({"nan": (np.full((40, 2), np.nan), np.arange(40) % 2)}, {"k_shot": 1, "n_query": 1}, "NaN"),
-        ({"flat": (np.zeros(40), np.arange(40) % 2)}, {"k_shot": 1, "n_query": 1}, "2-D"),
+        ({"flat": (np.zeros(40), np.arange(40) % 2)}, {"k_shot": 1, "n_query": 1}, "one row per example"),
         ({}, {}, "no datasets"),
         (DATASETS, {"n_way": (3, 2)}, "n_way must be"),
         (DATASETS, {"k_shot": 0}, "k_shot must be"),
-        (DATASETS, {"n_query": 0}, "n_query must be"),
-        (DATASETS, {"n_tasks": 0}, "n_tasks must be"),
+        (DATASETS, {"n_query": 0}, "n_query == 0, must be >= 1"),
+        (DATASETS, {"n_tasks": 0}, "n_tasks == 0, must be >= 1"),
     ],
 )
 def test_bad_collections_raise(datasets, kwargs, match):

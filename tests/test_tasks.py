@@ -42,7 +42,7 @@ def test_new_pass_gives_new_episodes_and_fresh_sampler_repeats_them():
 
 
 def test_all_classes_and_examples_get_sampled():
-    sampler = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=2, k_shot=1, n_query=0, n_tasks=2000, random_state=0)
+    sampler = EpisodeSampler(X_DIGITS, Y_DIGITS, n_way=2, k_shot=1, n_query=1, n_tasks=2000, random_state=0)
     seen_classes = set()
     counts = np.zeros(10)
     for task in sampler:

@@ -2,8 +2,8 @@
 
 from ._base import get_data_home
 from ._generators import make_subspace_classification
-from ._omniglot import load_omniglot, load_omniglot_runs
-from ._sinusoid import SinusoidTasks, make_sinusoid
+from ._omniglot import OMNIGLOT_TEST_ALPHABETS, load_omniglot, load_omniglot_runs
+from ..tasks import SinusoidTasks, make_sinusoid
 from ._tabular import list_tabular_datasets, load_tabular
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "make_subspace_classification",
     "load_omniglot",
     "load_omniglot_runs",
+    "OMNIGLOT_TEST_ALPHABETS",
     "SinusoidTasks",
     "make_sinusoid",
     "load_tabular",

@@ -20,7 +20,11 @@ from sklearn.utils import Bunch
 
 from ._base import _fetch, get_data_home
 
-__all__ = ["load_omniglot", "load_omniglot_runs"]
+__all__ = ["load_omniglot", "load_omniglot_runs", "OMNIGLOT_TEST_ALPHABETS"]
+
+# The development split of the two minimal background sets: these two
+# alphabets are held out for meta-testing, the other six meta-train.
+OMNIGLOT_TEST_ALPHABETS = ("Japanese_(katakana)", "Tagalog")
 
 _URL = "https://github.com/brendenlake/omniglot/raw/master/python/{name}"
 

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from ._episodes import Task
+from ._episodes import Task, _encode_labels, _pool_tensor
+from ._stream import ClassPool, TaskStream, check_episode_shape
 
 __all__ = ["split_classes", "DatasetCollection"]
 
@@ -77,7 +78,7 @@ def _bounds(name, value, low):
     return int(bounds[0]), int(bounds[1])
 
 
-class DatasetCollection:
+class DatasetCollection(TaskStream):
     """Episodes drawn across a collection of datasets with different features.
 
     Each episode picks a dataset at random, then ``n_way`` of its classes
@@ -88,7 +89,9 @@ class DatasetCollection:
     :class:`~skmeta.tabular.FeatureVoteClassifier`) meta-trains on. A range
     of ways and shots makes one learner for every episode shape.
 
-    Each pass yields ``n_tasks`` new episodes from one random stream.
+    Each pass yields ``n_tasks`` new episodes from one random stream; its
+    position is saved with a meta-trained learner, so meta-training resumes
+    on the episodes it would have drawn.
 
     Parameters
     ----------
@@ -135,78 +138,73 @@ class DatasetCollection:
     ...                            "wine": load_wine(return_X_y=True)},
     ...                           n_way=2, k_shot=(1, 5), n_query=5, n_tasks=4, random_state=0)
     >>> [task.X_support.shape[1] for task in tasks]
-    [4, 13, 4, 13]
+    [4, 13, 13, 4]
     """
 
     def __init__(self, datasets, n_way=(2, 5), k_shot=(1, 10), n_query=10, n_tasks=None, random_state=None):
-        self._n_way = _bounds("n_way", n_way, 1)
+        self._n_way = _bounds("n_way", n_way, 2)
         self._k_shot = _bounds("k_shot", k_shot, 1)
-        if not isinstance(n_query, (int, np.integer)) or n_query < 1:
-            raise ValueError(f"n_query must be an integer >= 1, got {n_query!r}")
-        if n_tasks is not None and (not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1):
-            raise ValueError(f"n_tasks must be a positive integer or None, got {n_tasks!r}")
+        check_episode_shape(self._n_way[0], self._k_shot[0], n_query, n_tasks)
         self.n_way, self.k_shot, self.n_query, self.n_tasks = n_way, k_shot, int(n_query), n_tasks
         self.random_state = random_state
 
+        if isinstance(datasets, (str, bytes)) or not hasattr(datasets, "__iter__"):
+            raise TypeError(f"datasets must be a sequence of (X, y) pairs or a dict of them, got {type(datasets).__name__}")
         items = datasets.items() if isinstance(datasets, dict) else ((str(i), d) for i, d in enumerate(datasets))
         self.names_, self._pools = [], []
         needed = self._k_shot[1] + self.n_query
         for name, dataset in items:
-            X, y = (dataset.data, dataset.target) if hasattr(dataset, "target") else dataset
             try:
-                X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+                X, y = (dataset.data, dataset.target) if hasattr(dataset, "target") else dataset
             except (TypeError, ValueError):
-                raise ValueError(
-                    f"dataset {name!r} has non-numeric features; encode them first "
-                    "(e.g. OneHotEncoder on its nominal columns)"
-                ) from None
+                raise TypeError(f"dataset {name!r} must be an (X, y) pair, got {type(dataset).__name__}") from None
+            try:
+                X = _pool_tensor(X)
+            except (TypeError, ValueError) as error:
+                if "non-numeric" in str(error):
+                    raise ValueError(
+                        f"dataset {name!r} has non-numeric features; encode them first "
+                        "(e.g. OneHotEncoder on its nominal columns)"
+                    ) from None
+                raise type(error)(f"dataset {name!r}: {error}") from None
             y = np.asarray(y)
-            if X.ndim != 2 or len(X) != len(y):
-                raise ValueError(f"dataset {name!r}: X must be 2-D with one row per label; got {tuple(X.shape)} and {len(y)} labels")
-            if torch.isnan(X).any():
-                raise ValueError(f"dataset {name!r} contains NaN")
-            classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-            eligible = np.flatnonzero(counts >= needed)
-            if len(eligible) < max(self._n_way[0], 2):
+            if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+                raise ValueError(f"dataset {name!r}: X must be 2-D with one row per label; got {tuple(X.shape)} and labels of shape {y.shape}")
+            try:
+                classes, codes = _encode_labels(y)
+            except TypeError as error:
+                raise TypeError(f"dataset {name!r}: {error}") from None
+            pool = ClassPool(codes, len(classes))
+            eligible = torch.nonzero(pool.counts >= needed).flatten()
+            if len(eligible) < self._n_way[0]:
                 raise ValueError(
                     f"dataset {name!r} has {len(eligible)} classes with at least k_shot + n_query = {needed} "
-                    f"examples; episodes need {max(self._n_way[0], 2)}"
+                    f"examples; episodes need {self._n_way[0]}"
                 )
-            members = [np.flatnonzero(codes == c) for c in eligible]
             self.names_.append(str(name))
-            self._pools.append((X, classes[eligible], members))
+            self._pools.append((X, classes, pool, eligible))
         if not self._pools:
             raise ValueError("the collection holds no datasets")
-        self.n_classes_ = np.array([len(classes) for _, classes, _ in self._pools])
-        self._rng = None
+        self.n_classes_ = np.array([len(eligible) for *_, eligible in self._pools])
+        self._generator = None
 
-    def __len__(self):
-        if self.n_tasks is None:
-            raise TypeError("DatasetCollection(n_tasks=None) is endless; set n_tasks to give it a length")
-        return self.n_tasks
+    def _draw(self, generator, n_episodes):
+        for _ in range(n_episodes):
+            yield self._episode(generator)
 
-    def __iter__(self):
-        if self._rng is None:
-            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-            self._rng = np.random.RandomState(seed)
-        remaining = self.n_tasks
-        while remaining is None or remaining > 0:
-            yield self._sample(self._rng)
-            if remaining is not None:
-                remaining -= 1
+    def _episode(self, generator):
+        def randint(low, high):  # inclusive bounds
+            return int(torch.randint(low, high + 1, (1,), generator=generator))
 
-    def _sample(self, rng):
-        X, classes, members = self._pools[rng.randint(len(self._pools))]
-        n_way = rng.randint(self._n_way[0], min(self._n_way[1], len(classes)) + 1)
-        k_shot = rng.randint(self._k_shot[0], self._k_shot[1] + 1)
-        chosen = rng.choice(len(classes), n_way, replace=False)
-        picks = [rng.choice(members[c], k_shot + self.n_query, replace=False) for c in chosen]
-        support = torch.as_tensor(np.concatenate([p[:k_shot] for p in picks]))
-        query = torch.as_tensor(np.concatenate([p[k_shot:] for p in picks]))
+        X, classes, pool, eligible = self._pools[randint(0, len(self._pools) - 1)]
+        n_way = randint(self._n_way[0], min(self._n_way[1], len(eligible)))
+        k_shot = randint(*self._k_shot)
+        index, chosen, _ = pool.draw(generator, 1, n_way, k_shot + self.n_query, classes=eligible)
+        index = index[0]
         return Task(
-            X[support],
+            X[index[:, :k_shot].reshape(-1)],
             torch.arange(n_way).repeat_interleave(k_shot),
-            X[query],
+            X[index[:, k_shot:].reshape(-1)],
             torch.arange(n_way).repeat_interleave(self.n_query),
-            classes=classes[chosen],
+            classes=classes[chosen[0].numpy()],
         )

@@ -5,7 +5,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+
+from ._stream import ClassPool, TaskStream, check_episode_shape
 
 __all__ = ["Task", "EpisodeSampler", "rotate_classes"]
 
@@ -109,7 +110,7 @@ def rotate_classes(angles=(90, 180, 270), image_shape=None):
     return augment
 
 
-class EpisodeSampler:
+class EpisodeSampler(TaskStream):
     """N-way K-shot episodes sampled from a labelled pool.
 
     The pool is converted to one tensor once; an episode is index arithmetic
@@ -186,22 +187,18 @@ class EpisodeSampler:
         augment: Optional[Callable] = None,
         random_state=None,
     ):
-        for name, value, low in (("n_way", n_way, 1), ("k_shot", k_shot, 1), ("n_query", n_query, 0)):
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if n_tasks is not None and (not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1):
-            raise ValueError(f"n_tasks must be a positive integer or None, got {n_tasks!r}")
+        check_episode_shape(n_way, k_shot, n_query, n_tasks)
         self.n_way, self.k_shot, self.n_query, self.n_tasks = int(n_way), int(k_shot), int(n_query), n_tasks
         self.augment = augment
         self.random_state = random_state
 
-        X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=torch.float32)
+        X = _pool_tensor(X)
         y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, one label per example; got shape {y.shape}")
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
-        if torch.isnan(X).any():
-            raise ValueError("X contains NaN")
-        classes, codes = np.unique(y, return_inverse=True)
+        classes, codes = _encode_labels(y)
         codes = torch.as_tensor(codes, dtype=torch.long)
         if augment is not None:
             n_original = len(classes)
@@ -210,7 +207,8 @@ class EpisodeSampler:
         self.classes_ = classes
         self.n_classes_ = len(classes)
 
-        counts = torch.bincount(codes, minlength=self.n_classes_)
+        self._pool = ClassPool(codes, self.n_classes_)
+        counts = self._pool.counts
         needed = self.k_shot + self.n_query
         if self.n_classes_ < self.n_way:
             raise ValueError(f"n_way={self.n_way} but the pool has only {self.n_classes_} classes")
@@ -223,42 +221,26 @@ class EpisodeSampler:
                 f"classes have fewer (class {label!r} has {int(counts[first])}); "
                 "drop those classes or lower k_shot / n_query"
             )
-        # Examples sorted by class: class c owns order[offsets[c] : offsets[c] + counts[c]].
         self._X = X
-        self._order = torch.argsort(codes, stable=True)
-        self._offsets = torch.cumsum(counts, 0) - counts
-        self._counts = counts
         self._generator = None
 
-    def __len__(self):
-        if self.n_tasks is None:
-            raise TypeError("EpisodeSampler(n_tasks=None) is endless; set n_tasks to give it a length")
-        return self.n_tasks
+    def pool(self):
+        """The pool as ``(X, codes)``, sorted by class code: the examples
+        meta-training draws from, with augmented classes kept apart.
 
-    def __iter__(self):
-        if self._generator is None:
-            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-            self._generator = torch.Generator().manual_seed(int(seed))
-        remaining = self.n_tasks
-        while remaining is None or remaining > 0:
-            n = self._chunk if remaining is None else min(self._chunk, remaining)
-            yield from self._sample(n)
-            if remaining is not None:
-                remaining -= n
+        Returns
+        -------
+        X : torch.Tensor of shape (n_samples, ...)
+        codes : torch.Tensor of shape (n_samples,)
+            Class codes, indexing ``classes_``.
+        """
+        codes = torch.repeat_interleave(torch.arange(self.n_classes_), self._pool.counts)
+        return self._X[self._pool.order], codes
 
-    def _sample(self, n_episodes):
-        g = self._generator
-        n_way, k_shot, needed = self.n_way, self.k_shot, self.k_shot + self.n_query
-        # Random class choice without replacement: the first n_way of a random permutation.
-        classes = torch.rand(n_episodes, self.n_classes_, generator=g).argsort(dim=1)[:, :n_way]
-        counts = self._counts[classes]
-        # Random example choice within each class: rank random keys, pushing
-        # slots beyond the class size to the end.
-        keys = torch.rand(n_episodes, n_way, int(counts.max()), generator=g)
-        keys.masked_fill_(torch.arange(keys.shape[-1]) >= counts.unsqueeze(-1), 2.0)
-        picks = keys.argsort(dim=-1)[..., :needed]
-        index = self._order[self._offsets[classes].unsqueeze(-1) + picks]
-        X = self._X[index]  # (n_episodes, n_way, needed, ...)
+    def _draw(self, generator, n_episodes):
+        n_way, k_shot = self.n_way, self.k_shot
+        index, chosen, _ = self._pool.draw(generator, n_episodes, n_way, k_shot + self.n_query)
+        X = self._X[index]  # (n_episodes, n_way, k_shot + n_query, ...)
         feature_shape = X.shape[3:]
         y_support = torch.arange(n_way).repeat_interleave(k_shot)
         y_query = torch.arange(n_way).repeat_interleave(self.n_query)
@@ -268,5 +250,36 @@ class EpisodeSampler:
                 y_support,
                 X[i, :, k_shot:].reshape(-1, *feature_shape),
                 y_query,
-                classes=self.classes_[classes[i].numpy()],
+                classes=self.classes_[chosen[i].numpy()],
             )
+
+
+def _pool_tensor(X):
+    """A pool of examples as one float32 tensor, checked: numeric, real, finite."""
+    if torch.is_tensor(X):
+        if X.is_complex():
+            raise TypeError("X is complex; meta-learners take real-valued features")
+        X = X.detach().to(torch.float32)
+    else:
+        array = np.asarray(X)
+        if np.iscomplexobj(array):
+            raise TypeError("X is complex; meta-learners take real-valued features")
+        try:
+            with np.errstate(over="ignore"):  # beyond float32's range becomes inf, rejected below
+                X = torch.from_numpy(np.array(array, dtype=np.float32))
+        except (TypeError, ValueError):
+            raise TypeError(f"X has non-numeric values (dtype {array.dtype})") from None
+    if X.dim() < 2:
+        raise ValueError(f"X must have one row per example, shape (n_samples, ...); got shape {tuple(X.shape)}")
+    if not torch.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values (or values beyond float32's range, about 3.4e38)")
+    return X
+
+
+def _encode_labels(y):
+    """``(classes, codes)`` of a label array; TypeError for labels of mixed types."""
+    try:
+        return np.unique(y, return_inverse=True)
+    except TypeError:
+        kinds = sorted({type(label).__name__ for label in y.tolist()})
+        raise TypeError(f"y mixes label types ({', '.join(kinds)}); use one type") from None

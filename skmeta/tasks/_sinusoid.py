@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state, check_scalar
 
-from ..tasks import Task
+from ._episodes import Task
+from ._stream import TaskStream
 
 __all__ = ["SinusoidTasks", "make_sinusoid"]
 
@@ -19,7 +20,7 @@ PHASE_RANGE = (0.0, np.pi)
 X_RANGE = (-5.0, 5.0)
 
 
-class SinusoidTasks:
+class SinusoidTasks(TaskStream):
     """Sine-wave regression tasks, as in Finn et al. (2017).
 
     Each task is a function ``y = amplitude * sin(x - phase)`` with
@@ -88,19 +89,10 @@ class SinusoidTasks:
         self.random_state = random_state
         self._generator = None
 
-    def __len__(self):
-        return self.n_tasks
-
-    def __iter__(self):
-        remaining = self.n_tasks
-        while remaining > 0:
-            n = min(self._chunk, remaining)
-            batch = self.sample(n)
-            for i in range(n):
-                yield Task(
-                    batch["X_support"][i], batch["y_support"][i], batch["X_query"][i], batch["y_query"][i]
-                )
-            remaining -= n
+    def _draw(self, generator, n_tasks):
+        batch = self._sample(generator, n_tasks)
+        for i in range(n_tasks):
+            yield Task(batch["X_support"][i], batch["y_support"][i], batch["X_query"][i], batch["y_query"][i])
 
     def sample(self, n_tasks):
         """Draw ``n_tasks`` tasks as stacked tensors.
@@ -118,10 +110,10 @@ class SinusoidTasks:
             (n_tasks, k_shot, 1), ``y_support`` (n_tasks, k_shot),
             ``X_query`` (n_tasks, n_query, 1), ``y_query`` (n_tasks, n_query).
         """
-        if self._generator is None:
-            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-            self._generator = torch.Generator().manual_seed(int(seed))
-        g = self._generator
+        check_scalar(n_tasks, "n_tasks", numbers.Integral, min_val=1)
+        return self._sample(self._stream(), n_tasks)
+
+    def _sample(self, g, n_tasks):
         amplitude = _uniform((n_tasks,), self.amplitude_range, g)
         phase = _uniform((n_tasks,), self.phase_range, g)
         X = _uniform((n_tasks, self.k_shot + self.n_query, 1), self.x_range, g)
