@@ -1,12 +1,12 @@
 """The contract every meta-learner keeps, on top of skorch.
 
-Two levels of learning (see DESIGN.md):
+Two levels of learning (docs/contract.md):
 
 - ``meta_fit(tasks, val_tasks=None)`` trains the meta-parameters across many
-  tasks. It is skorch's training loop: a "batch" is a meta-batch of
-  ``batch_size`` tasks, an epoch is one pass over the task collection, and
-  history, callbacks, progress bar, checkpoints, device and warm start are
-  skorch's own.
+  tasks. It is skorch's own ``partial_fit`` and ``fit_loop``: a "batch" is a
+  meta-batch of ``batch_size`` tasks, an epoch is one pass over the task
+  collection, and history, callbacks, progress bar, checkpoints, device and
+  warm start are skorch's. A call that raises leaves the learner as it was.
 - ``fit(X, y)`` adapts to one support set and writes only task state;
   ``predict``, ``predict_proba``, ``score`` (and ``transform`` for embedding
   learners) answer queries.
@@ -14,27 +14,39 @@ Two levels of learning (see DESIGN.md):
 A method subclasses :class:`MetaLearner` with :class:`MetaClassifierMixin` or
 :class:`MetaRegressorMixin` and implements three hooks: ``meta_loss`` (the
 loss of a meta-batch), ``_adapt`` (task state from a support set) and
-``_predict_scores`` (logits or predictions for queries).
+``_predict_scores`` (logits or predictions for queries). Task intake lives
+in :mod:`skmeta.tasks`, torch helpers in :mod:`skmeta.utils`.
 """
 
 import copy
-from abc import ABCMeta, abstractmethod
 import inspect
-import itertools
 import math
+import numbers
 import warnings
-from typing import NamedTuple
+from abc import ABCMeta, abstractmethod
 
 import numpy as np
+import scipy.sparse
 import torch
-from sklearn.base import ClassifierMixin, RegressorMixin, _clone_parametrized
-from sklearn.utils import check_random_state
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
+from sklearn.utils import check_scalar
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
-from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog, ProgressBar
+from skorch.callbacks import (
+    BatchScoring,
+    EarlyStopping,
+    EpochScoring,
+    EpochTimer,
+    PassthroughScoring,
+    PrintLog,
+    ProgressBar,
+)
 
-from .tasks import Task
+from .tasks._episodes import Task
+from .tasks._intake import EncodedTask, TaskDataset, TaskLoader, check_labels, check_task, peek_tasks
+from .tasks._stream import TaskStream
+from .utils._torch import SeededRNG, as_tensor, owned_modules, set_training, torch_dtype
 
 __all__ = [
     "MetaLearner",
@@ -42,42 +54,18 @@ __all__ = [
     "MetaRegressorMixin",
     "EncodedTask",
     "NotMetaFittedWarning",
+    "MetaTrainingInterruptedWarning",
 ]
+
+_PRECISIONS = ("float32", "bfloat16", "float64")
 
 
 class NotMetaFittedWarning(UserWarning):
     """``fit`` adapts from an untrained initialisation: ``meta_fit`` was never called."""
 
 
-class EncodedTask(NamedTuple):
-    """A task as the hooks see it: float tensors on the learner's device and
-    targets encoded (class codes ``0 .. n_way - 1`` for classification)."""
-
-    X_support: torch.Tensor
-    y_support: torch.Tensor
-    X_query: torch.Tensor
-    y_query: torch.Tensor
-    n_way: int
-
-
-class _TaskDataset(torch.utils.data.IterableDataset):
-    """A task collection seen through torch's data API, so that skorch's
-    ``get_iterator`` (a DataLoader) can cut it into meta-batches."""
-
-    def __init__(self, tasks):
-        self.tasks = tasks
-
-    def __iter__(self):
-        return iter(self.tasks)
-
-    def __len__(self):
-        return len(self.tasks)
-
-
-def _as_float_tensor(X, device):
-    if torch.is_tensor(X):
-        return X.to(device=device, dtype=torch.float32)
-    return torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+class MetaTrainingInterruptedWarning(UserWarning):
+    """``meta_fit`` was interrupted (Ctrl-C): the learner keeps the updates made so far."""
 
 
 class MetaLearner(NeuralNet, metaclass=ABCMeta):
@@ -88,8 +76,8 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     module : torch.nn.Module class or instance
         The backbone; an instance is an initialisation template that
         ``meta_fit`` copies. Its constructor arguments are set with
-        ``module__<name>``; ``module__in_features`` is filled in from the
-        data when the module takes it and it is not given.
+        ``module__<name>``; ``module__in_features`` is filled in from
+        ``input_shape`` when the module takes it and it is not given.
 
     criterion, optimizer, lr, max_epochs, callbacks, warm_start, verbose, device
         As in :class:`skorch.NeuralNet`; they act in ``meta_fit``.
@@ -97,13 +85,29 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     batch_size : int, default=1
         Tasks per meta-batch (one meta-parameter update per meta-batch).
 
-    precision : {"float32", "bfloat16"}, default="float32"
-        Arithmetic of the network's forward passes, in ``meta_fit``,
-        ``fit``, ``predict`` and ``transform``: "bfloat16" runs them under
+    iterator_train, iterator_valid : class, default=TaskLoader
+        skorch's iterators; :class:`~skmeta.tasks.TaskLoader` cuts a task
+        collection into meta-batches.
+
+    precision : {"float32", "bfloat16", "float64"}, default="float32"
+        Arithmetic of the network, in ``meta_fit``, ``fit``, ``predict`` and
+        ``transform``. "bfloat16" runs forward passes under
         ``torch.autocast`` (weights, gradients and optimiser state stay
-        float32, and methods keep their final scoring in float32). About
+        float32, and methods keep their final scoring in float32): about
         twice as fast on CPUs with native bfloat16 (AVX-512 BF16, AMX) and
-        on recent GPUs; slower elsewhere.
+        on recent GPUs, slower elsewhere. "float64" keeps weights and
+        inputs in double precision: slower, and the only setting whose
+        predictions do not depend, to the last bit, on how many queries
+        share a batch (float32 matrix kernels round differently for
+        different batch sizes).
+
+    input_shape : tuple of int or None, default=None
+        Shape of one example (without the batch axis), e.g. ``(64,)`` or
+        ``(1, 28, 28)``. None takes it from the first meta-training task.
+        Set it to build the network before any data is seen, as skorch's
+        ``InputShapeSetter`` does: ``initialize()`` then
+        ``load_params(f_params=...)`` restores a saved meta-trained
+        learner.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and the randomness of meta-training and
@@ -115,8 +119,9 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     """
 
     # Names of task state: what ``fit`` writes and a clone forgets. Methods
-    # extend it with their own (``prototypes_``, ``fast_params_``, ...).
-    _task_attributes = ("classes_", "n_features_in_", "feature_names_in_", "n_outputs_", "_y_was_1d")
+    # extend it with their own (``prototypes_``, ``adapted_params_``, ...).
+    _task_attributes = ("classes_", "n_features_in_", "feature_names_in_", "n_outputs_", "y_was_1d_",
+                        "task_input_shape_")
     # Parameters read at adaptation time (changing them after ``meta_fit`` is
     # meaningful) or by neither stage; everything else is a meta-training
     # parameter, and ``fit`` warns when one changed since ``meta_fit``.
@@ -124,8 +129,15 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     _neutral_params = (
         "verbose", "callbacks", "warm_start", "device", "iterator_train", "iterator_valid",
         "dataset", "train_split", "predict_nonlinearity", "use_caching", "torch_load_kwargs",
-        "max_epochs", "precision",
+        "max_epochs", "precision", "input_shape", "compile",
     )
+    # Adaptation of metric learners needs no gradient; optimisation-based
+    # learners differentiate with torch.func, which works under no_grad too.
+    _adapt_without_grad = True
+    # Learners whose meta-parameters do not depend on the number of features
+    # (learners across datasets with different features) set this to False:
+    # meta_fit and fit then take tasks of any width.
+    _fixed_n_features = True
 
     def __init__(
         self,
@@ -136,7 +148,10 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         lr=1e-3,
         batch_size=1,
         train_split=None,
+        iterator_train=TaskLoader,
+        iterator_valid=TaskLoader,
         precision="float32",
+        input_shape=None,
         random_state=None,
         **kwargs,
     ):
@@ -148,10 +163,30 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
             lr=lr,
             batch_size=batch_size,
             train_split=train_split,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
             **kwargs,
         )
         self.precision = precision
+        self.input_shape = input_shape
         self.random_state = random_state
+
+    # ------------------------------------------------------------------
+    # parameters: checked in one place, at the start of meta_fit and fit
+    # ------------------------------------------------------------------
+    def _check_params(self):
+        """Validate the hyper-parameters; methods extend it with their own."""
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
+        check_scalar(self.max_epochs, "max_epochs", numbers.Integral, min_val=1)
+        check_scalar(self.lr, "lr", numbers.Real, min_val=0, include_boundaries="neither")
+        if self.input_shape is not None:
+            shape = self.input_shape
+            if not isinstance(shape, (tuple, list)) or not shape or not all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape
+            ):
+                raise ValueError(f"input_shape must be None or a tuple of positive integers, got {shape!r}")
 
     # ------------------------------------------------------------------
     # skorch components
@@ -161,70 +196,123 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         callbacks = [
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
-            ("train_acc", PassthroughScoring(name="train_acc", on_train=True)),
+            ("train_acc", PassthroughScoring(name="train_acc", on_train=True, lower_is_better=False)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
-            ("valid_acc", PassthroughScoring(name="valid_acc")),
+            ("valid_acc", PassthroughScoring(name="valid_acc", lower_is_better=False)),
             ("print_log", PrintLog()),
         ]
-        if self.verbose:
+        user = [cb[1] if isinstance(cb, tuple) else cb for cb in (self.callbacks or [])]
+        if self.verbose and not any(isinstance(cb, ProgressBar) for cb in user):
             callbacks.append(("progress_bar", ProgressBar(postfix_keys=["train_loss", "train_acc"])))
         return callbacks
 
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        for name, callback in self.callbacks_:
+            if isinstance(callback, (EpochScoring, BatchScoring)) and not isinstance(callback, PassthroughScoring):
+                raise TypeError(
+                    f"callback {name!r}: skorch's {type(callback).__name__} scores (X, y) examples with "
+                    "predict, but meta-training iterates over tasks. Meta-validation records valid_loss "
+                    "and valid_acc by itself (pass val_tasks); for another metric per epoch use "
+                    "skmeta.callbacks.EpisodeScoring"
+                )
+        return self
+
     def initialize_module(self):
         kwargs = self.get_params_for("module")
-        hint = getattr(self, "_input_shape_hint", None)
-        if (
-            hint is not None
-            and "in_features" not in kwargs
-            and not isinstance(self.module, torch.nn.Module)
+        shape = self.input_shape if self.input_shape is not None else getattr(self, "input_shape_", None)
+        takes_in_features = (
+            not isinstance(self.module, torch.nn.Module)
             and "in_features" in inspect.signature(self.module).parameters
-        ):
-            kwargs["in_features"] = int(math.prod(hint))
+        )
+        if takes_in_features and "in_features" not in kwargs:
+            if shape is None and inspect.signature(self.module).parameters["in_features"].default is None:
+                raise ValueError(
+                    f"{getattr(self.module, '__name__', self.module)} needs in_features before data is seen: "
+                    "pass input_shape=(n_features,) (or module__in_features), or call meta_fit"
+                )
+            if shape is not None:
+                kwargs["in_features"] = int(math.prod(shape))
         if isinstance(self.module, torch.nn.Module) and not kwargs:
             # A module instance is a template: meta-training must not write into it.
             self.module_ = copy.deepcopy(self.module)
         else:
             self.module_ = self.initialized_instance(self.module, kwargs)
+        if shape is None:  # a network that knows its input, e.g. Conv4(input_shape=...)
+            shape = getattr(self.module_, "input_shape", None)
+            if shape is None and isinstance(getattr(self.module_, "in_features", None), int):
+                shape = (self.module_.in_features,)
+        if shape is not None:
+            self.input_shape_ = tuple(shape)
         return self
 
+    def initialize(self):
+        super().initialize()
+        self._cast_modules()
+        return self
+
+    def initialize_optimizer(self, *args, **kwargs):
+        if not any(True for _ in self.get_all_learnable_params()):
+            # A network without parameters (nn.Identity: adaptation on raw
+            # features) has nothing to meta-train; meta_fit says so.
+            self.optimizer_ = None
+            return self
+        return super().initialize_optimizer(*args, **kwargs)
+
+    def _cast_modules(self):
+        dtype = torch_dtype(self.precision)
+        for module in owned_modules(self).values():
+            module.to(dtype)
+
+    @property
+    def _dtype(self):
+        return torch_dtype(self.precision) if self.precision in _PRECISIONS else torch.float32
+
     def get_dataset(self, X, y=None):
-        return _TaskDataset(X)
+        """A task collection as a :class:`~skmeta.tasks.TaskDataset` (what
+        meta-training iterates over), examples as skorch's dataset (what
+        ``forward`` runs the network on)."""
+        if isinstance(X, (TaskStream, TaskDataset)) or (
+            isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], Task)
+        ):
+            return X if isinstance(X, TaskDataset) else TaskDataset(X, self._encode_task)
+        return super().get_dataset(X, y)
 
     def get_split_datasets(self, X, y=None, **fit_params):
         # skorch's ``y`` slot carries the validation tasks: a meta-learner's
         # targets live inside its tasks.
-        return self.get_dataset(X), (None if y is None else self.get_dataset(y))
-
-    def get_iterator(self, dataset, training=False):
-        prefix = "iterator_train" if training else "iterator_valid"
-        if "collate_fn" not in self.get_params_for(prefix):
-            setattr(self, prefix + "__collate_fn", self._collate_tasks)
-            self._params_to_validate.discard(prefix + "__collate_fn")
-        return super().get_iterator(dataset, training=training)
-
-    def _collate_tasks(self, tasks):
-        return [self._encode_task(task) for task in tasks]
+        train = TaskDataset(X, self._encode_task)
+        return train, (None if y is None else TaskDataset(y, self._encode_task))
 
     def _encode_task(self, task):
-        if not isinstance(task, Task):
-            raise TypeError(f"task collections must yield skmeta.tasks.Task, got {type(task).__name__}")
-        if task.y_query is None:
-            raise ValueError("meta-training tasks need query labels (Task.y_query is None)")
-        device = self.device
-        X_support = _as_float_tensor(task.X_support, device)
-        X_query = _as_float_tensor(task.X_query, device)
-        if X_support.shape[1:] != X_query.shape[1:]:
+        X_support, X_query = check_task(task, numeric=self._y_numeric)
+        n_features = math.prod(X_support.shape[1:])
+        if self._fixed_n_features and getattr(self, "meta_n_features_in_", n_features) != n_features:
             raise ValueError(
-                f"support and query features differ: {tuple(X_support.shape[1:])} "
-                f"vs {tuple(X_query.shape[1:])}"
+                f"the task has {n_features} features per example, but {type(self).__name__}'s network "
+                f"takes {self.meta_n_features_in_}"
             )
-        for name, X, y in (("support", X_support, task.y_support), ("query", X_query, task.y_query)):
-            if len(X) != len(y):
-                raise ValueError(f"task {name} has {len(X)} examples but {len(y)} labels")
-            if len(X) == 0:
-                raise ValueError(f"task {name} set is empty")
+        shape = getattr(self, "meta_input_shape_", None)
+        if self._fixed_n_features and shape is not None and X_support.shape[1:] != shape:
+            # Flat examples of an image learner (or the reverse): the layout the network takes.
+            X_support, X_query = X_support.reshape(-1, *shape), X_query.reshape(-1, *shape)
         y_support, y_query, n_way = self._encode_task_targets(task.y_support, task.y_query)
-        return EncodedTask(X_support, y_support.to(device), X_query, y_query.to(device), n_way)
+        device, dtype = self.device, self._dtype
+        return EncodedTask(
+            X_support.to(device=device, dtype=dtype), y_support.to(device),
+            X_query.to(device=device, dtype=dtype), y_query.to(device), n_way,
+        )
+
+    def infer(self, x, **fit_params):
+        """The network's output for a batch of examples (skorch's ``forward``):
+        the embedding of metric learners, the predictions of the
+        optimisation family's meta-learned network."""
+        x = as_tensor(x, self.device, self._dtype)
+        shape = getattr(self, "meta_input_shape_", None)
+        if shape is not None and x.shape[1:] != shape and math.prod(x.shape[1:]) == math.prod(shape):
+            x = x.reshape(len(x), *shape)
+        with self._autocast():
+            return self.module_(x, **fit_params)
 
     # ------------------------------------------------------------------
     # meta level
@@ -233,7 +321,10 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         """Meta-train on a collection of tasks.
 
         Re-initialises the meta-parameters first unless ``warm_start`` is
-        True and the learner was meta-fitted before.
+        True and the learner was meta-fitted before. A call that raises (a
+        bad task, a non-finite loss) leaves the learner as it was before
+        the call; Ctrl-C stops meta-training, keeps what was learned so far
+        and warns (:class:`MetaTrainingInterruptedWarning`).
 
         Parameters
         ----------
@@ -247,76 +338,158 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
 
         Returns
         -------
-        self
+        self : object
+            The meta-fitted learner.
         """
         return self._meta_fit(tasks, val_tasks, reset=not self.warm_start)
 
     def partial_meta_fit(self, tasks, val_tasks=None, epochs=None):
-        """Continue meta-training where it stopped (``epochs`` passes,
-        ``max_epochs`` by default)."""
+        """Continue meta-training where it stopped.
+
+        The random stream of meta-training and, for a task collection of
+        :mod:`skmeta.tasks` with the same parameters, its position continue
+        from where the last epoch ended: a learner reloaded from a
+        checkpoint and continued with ``partial_meta_fit`` ends as the
+        uninterrupted run would have.
+
+        Parameters
+        ----------
+        tasks : iterable of :class:`~skmeta.tasks.Task`
+            Meta-training tasks.
+
+        val_tasks : iterable of Task, default=None
+            Meta-validation tasks, as in :meth:`meta_fit`.
+
+        epochs : int, default=None
+            Passes over ``tasks``; ``max_epochs`` by default.
+
+        Returns
+        -------
+        self : object
+            The meta-fitted learner.
+        """
+        if epochs is not None:
+            check_scalar(epochs, "epochs", numbers.Integral, min_val=1)
         return self._meta_fit(tasks, val_tasks, reset=False, epochs=epochs)
 
     def _meta_fit(self, tasks, val_tasks, reset, epochs=None):
-        tasks, first = self._peek_tasks(tasks)
+        self._check_params()
+        tasks, first = peek_tasks(tasks)
+        check_task(first, numeric=self._y_numeric)
         if val_tasks is not None:
+            val_tasks, _ = peek_tasks(val_tasks)
             val_tasks = list(val_tasks)
+            for index, task in enumerate(val_tasks):
+                try:
+                    check_task(task, numeric=self._y_numeric)
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"validation task {index}: {error}") from error
         input_shape = tuple(np.shape(first.X_support)[1:])
-        meta_fitted = self._is_meta_fitted()
-        if self._fixed_n_features and meta_fitted and not reset and math.prod(input_shape) != self.meta_n_features_in_:
+        continues = self._is_meta_fitted() and not reset
+        if self._fixed_n_features and continues and math.prod(input_shape) != self.meta_n_features_in_:
             raise ValueError(
                 f"tasks have {math.prod(input_shape)} features, but {type(self).__name__} "
                 f"was meta-fitted with {self.meta_n_features_in_} features"
             )
-        with self._seeded():
-            if reset or not meta_fitted:
-                self._input_shape_hint = input_shape
-                self.initialize()
-                self.meta_input_shape_ = input_shape
-                self.meta_n_features_in_ = math.prod(input_shape)
-            self._forget_task()
-            self.notify("on_train_begin", X=tasks, y=val_tasks)
-            try:
-                self.fit_loop(tasks, val_tasks, epochs=epochs)
-            except KeyboardInterrupt:
-                pass
-            self.notify("on_train_end", X=tasks, y=val_tasks)
-        self._set_training(False)
+        before = copy.deepcopy(self.__dict__)
+        try:
+            self._prepare_meta_fit(tasks, first, continues)
+            rng_state = getattr(self, "meta_rng_state_", None) if continues else None
+            with SeededRNG(self.random_state, state=rng_state):
+                if not continues:
+                    self.input_shape_ = input_shape if self.input_shape is None else tuple(self.input_shape)
+                    self.initialize()
+                    self.meta_input_shape_ = self.input_shape_
+                    self.meta_n_features_in_ = math.prod(self.input_shape_)
+                    for name in ("meta_rng_state_", "meta_tasks_state_"):
+                        self.__dict__.pop(name, None)
+                elif hasattr(tasks, "set_state") and getattr(self, "meta_tasks_state_", None) is not None:
+                    try:
+                        tasks.set_state(self.meta_tasks_state_)
+                    except ValueError:
+                        pass  # another collection: it continues from its own position
+                self._forget_task()
+                if self.optimizer_ is None:
+                    raise ValueError(f"{type(self).__name__}'s network has no parameters to meta-train")
+                NeuralNet.partial_fit(self, tasks, val_tasks, epochs=epochs)
+        except BaseException:
+            # Transactional: whatever failed, the learner is as before the call.
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        set_training(self, False)
         self.meta_params_ = self._meta_param_snapshot()
         return self
 
-    @staticmethod
-    def _peek_tasks(tasks):
-        if hasattr(tasks, "__len__") and len(tasks) == 0:
-            raise ValueError("the task collection is empty")
-        iterator = iter(tasks)
+    def _prepare_meta_fit(self, tasks, first, continues):
+        """Hook: read what the network's construction needs from the tasks
+        before the network is built (e.g. the number of outputs); runs
+        inside the transaction of ``meta_fit``."""
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
         try:
-            first = next(iterator)
-        except StopIteration:
-            raise ValueError("the task collection is empty") from None
-        if iterator is tasks:  # a one-shot iterator: keep what was peeked
-            tasks = itertools.chain([first], iterator)
-        if not isinstance(first, Task):
-            raise TypeError(f"task collections must yield skmeta.tasks.Task, got {type(first).__name__}")
-        return tasks, first
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self._note_interrupt()
+            raise  # skorch's partial_fit ends training here, keeping what was learned
+
+    def _note_interrupt(self):
+        stopped_by = [
+            name for name, cb in getattr(self, "callbacks_", [])
+            if getattr(cb, "stopped_", False)
+            or (isinstance(cb, EarlyStopping) and getattr(cb, "misses_", 0) >= cb.patience)
+        ]
+        if stopped_by or not len(self.history):
+            return
+        epoch, batch = len(self.history), len(self.history[-1, "batches"])
+        self.history.record("interrupted", f"epoch {epoch}, batch {batch}")
+        warnings.warn(
+            f"meta-training was interrupted at epoch {epoch}, meta-batch {batch} (Ctrl-C); "
+            f"{type(self).__name__} keeps the updates made so far",
+            MetaTrainingInterruptedWarning,
+            stacklevel=5,
+        )
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        # Saved with the learner (and so in a Checkpoint's pickle), so that
+        # partial_meta_fit continues the same random stream and episodes.
+        self.meta_rng_state_ = torch.random.get_rng_state()
+        tasks = getattr(dataset_train, "tasks", None)
+        if hasattr(tasks, "get_state"):
+            self.meta_tasks_state_ = tasks.get_state()
+        return super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
 
     def _autocast(self):
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         device_type = torch.device(self.device or "cpu").type
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+        set_training(self, True)
         with self._autocast():
             loss, accuracy = self.meta_loss(batch, training=True)
+        self._check_finite(loss, "loss")
         loss.backward()
+        for name, param in self.get_all_learnable_params():
+            if param.grad is not None and not torch.isfinite(param.grad).all():
+                self._check_finite(param.grad, f"meta-gradient of {name}")
         if accuracy is not None:
             self.history.record_batch("train_acc", float(accuracy))
         return {"loss": loss, "y_pred": None}
 
+    def _check_finite(self, value, what):
+        if not torch.isfinite(value).all():
+            epoch, batch = len(self.history), len(self.history[-1, "batches"])
+            first = (batch - 1) * self.batch_size
+            raise ValueError(
+                f"meta-training produced a non-finite {what} at epoch {epoch}, meta-batch {batch} "
+                f"(tasks {first} to {first + self.batch_size - 1} of the pass): features too large "
+                "for the network's arithmetic, or a learning rate that diverges. The learner is left "
+                "as it was before this call."
+            )
+
     def validation_step(self, batch, **fit_params):
-        self._set_training(False)
-        with self._autocast():
+        set_training(self, False)
+        with torch.no_grad(), self._autocast():
             loss, accuracy = self.meta_loss(batch, training=False)
         if accuracy is not None:
             self.history.record_batch("valid_acc", float(accuracy))
@@ -329,6 +502,8 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         Parameters
         ----------
         tasks : list of EncodedTask
+            The meta-batch.
+
         training : bool
             False during meta-validation: no graph needs to be kept for
             the meta-parameters.
@@ -336,6 +511,8 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         Returns
         -------
         loss : scalar tensor
+            The meta-objective of the batch.
+
         accuracy : float or None
             Query accuracy over the meta-batch (None for regression).
         """
@@ -352,39 +529,57 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
             Support examples, flattened or N-D.
+
         y : array-like of shape (n_samples,)
+            Their labels (classification) or targets (regression).
 
         Returns
         -------
-        self
+        self : object
+            The learner, adapted to the support set.
         """
         self._forget_task()
         try:
-            X, y = validate_data(
-                self, X, y, allow_nd=True, dtype=np.float32, y_numeric=self._y_numeric
-            )
-            self._prepare_meta_state(X)
+            self._check_params()
+            X, shape = self._flat_input(X)
+            X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._y_numeric)
+            check_labels(y, "y", len(X), numeric=self._y_numeric)
+            self.task_input_shape_ = shape
+            self._prepare_meta_state(shape)
             self._warn_changed_meta_params()
-            self._set_training(False)
+            set_training(self, False)
             grad = torch.no_grad() if self._adapt_without_grad else torch.enable_grad()
-            with grad, self._seeded(), self._autocast():
-                self._fit_task(_as_float_tensor(X, self.device), y)
+            with grad, SeededRNG(self.random_state), self._autocast():
+                self._fit_task(self._network_input(X), y)
         except BaseException:
             self._forget_task()
             raise
         return self
 
-    # Adaptation of metric learners needs no gradient; optimisation-based
-    # learners turn this off.
-    _adapt_without_grad = True
+    @staticmethod
+    def _flat_input(X):
+        """Examples as rows, ``(X, shape of one example)``: images may come
+        flattened or N-D, and are checked as one row of features each."""
+        if hasattr(X, "iloc") or hasattr(X, "dtypes") or scipy.sparse.issparse(X):
+            # DataFrames keep their column names; validate_data rejects sparse input by name.
+            return X, tuple(X.shape[1:])
+        if torch.is_tensor(X):
+            X = X.detach().cpu().numpy()
+        X = np.asarray(X)
+        if X.ndim > 2:
+            return X.reshape(len(X), -1), X.shape[1:]
+        return X, X.shape[1:]
 
-    # Learners whose meta-parameters do not depend on the number of features
-    # (learners across datasets with different features) set this to False:
-    # meta_fit and fit then take tasks of any width.
-    _fixed_n_features = True
+    def _network_input(self, X):
+        """Validated rows as the network's input tensor, in the shape it was built for."""
+        X = as_tensor(X, self.device, self._dtype)
+        if not torch.isfinite(X).all():
+            raise ValueError(f"X has values beyond the range of {self.precision} arithmetic (about 3.4e38)")
+        shape = getattr(self, "meta_input_shape_", None) or self.task_input_shape_
+        return X.reshape(len(X), *shape) if X.dim() == 2 and len(shape) > 1 else X
 
-    def _prepare_meta_state(self, X):
-        n_features = math.prod(X.shape[1:])
+    def _prepare_meta_state(self, shape):
+        n_features = math.prod(shape)
         if self._is_meta_fitted():
             if self._fixed_n_features and n_features != self.meta_n_features_in_:
                 raise ValueError(
@@ -400,21 +595,21 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         )
         # Never meta-fitted: the untrained initialisation is task state,
         # rebuilt (deterministically from random_state) for every support set.
-        self._input_shape_hint = tuple(X.shape[1:])
-        with self._seeded():
-            self._initialize_virtual_params()
-            self._initialize_module()
+        self.input_shape_ = tuple(shape) if self.input_shape is None else tuple(self.input_shape)
+        with SeededRNG(self.random_state):
+            self.initialize()
 
     def _predict_input(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
-        return _as_float_tensor(X, self.device)
+        X, shape = self._flat_input(X)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self._network_input(X)
 
     def _query_scores(self, X):
         X = self._predict_input(X)
-        self._set_training(False)
+        set_training(self, False)
         with torch.no_grad(), self._autocast():
-            return self._predict_scores(X).float()
+            return self._predict_scores(X).to(torch.float64)
 
     @abstractmethod
     def _adapt(self, X, y):
@@ -427,11 +622,6 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     # ------------------------------------------------------------------
     # state, cloning, parameters
     # ------------------------------------------------------------------
-    def _get_param_names(self):
-        # skorch treats every attribute without a trailing underscore as a
-        # parameter; private bookkeeping (leading underscore) is not one.
-        return [name for name in super()._get_param_names() if not name.startswith("_")]
-
     @property
     def partial_fit(self):
         # skorch's partial_fit trains on (X, y); for a meta-learner that is
@@ -456,24 +646,65 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
 
     def __sklearn_clone__(self):
         if not self._is_meta_fitted():
-            return _clone_parametrized(self)
+            params = self.get_params(deep=False)
+            return type(self)(**{name: clone(value, safe=False) for name, value in params.items()})
         # A clone keeps a deep copy of what meta_fit learned and forgets the task.
-        clone = copy.deepcopy(self)
-        clone._forget_task()
-        return clone
+        twin = copy.deepcopy(self)
+        twin._forget_task()
+        return twin
 
-    def set_params(self, **kwargs):
+    def set_params(self, **params):
         if not self._is_meta_fitted():
-            return super().set_params(**kwargs)
-        # skorch re-initialises the module when a module__* parameter changes;
-        # on a meta-fitted learner that would discard what meta_fit learned.
-        # The new value is stored and takes effect at the next meta_fit.
-        initialized, self.initialized_ = self.initialized_, False
-        try:
-            super().set_params(**kwargs)
-        finally:
-            self.initialized_ = initialized
+            return super().set_params(**params)
+        # skorch (1.x) rebuilds the module, criterion and optimiser when one
+        # of their parameters changes on an initialised net; on a meta-fitted
+        # learner that would discard what meta_fit learned. Their new values
+        # are stored (get_params_for reads them) and take effect at the next
+        # meta_fit.
+        components = {prefix for prefix in ("module", "criterion")}
+        deferred = {key: value for key, value in params.items() if key.split("__", 1)[0] in components and "__" in key}
+        super().set_params(**{key: value for key, value in params.items() if key not in deferred})
+        for key, value in deferred.items():
+            setattr(self, key, value)
         return self
+
+    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None, checkpoint=None,
+                    use_safetensors=False, **kwargs):
+        """Load saved meta-parameters (skorch's :meth:`~skorch.NeuralNet.load_params`).
+
+        The weights-only route to persistence: files written by
+        ``save_params`` are read with ``torch.load(weights_only=True)``. A
+        learner built with the same parameters and ``initialize()``-d loads
+        them and is then meta-fitted: ``fit`` and ``predict`` give what the
+        saved learner gave. Pass ``input_shape`` (or the module's size
+        parameters) when the network cannot be built without data.
+
+        Parameters
+        ----------
+        f_params, f_optimizer, f_criterion, f_history, checkpoint, use_safetensors, **kwargs
+            As in :meth:`skorch.NeuralNet.load_params`.
+
+        Returns
+        -------
+        None
+        """
+        super().load_params(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
+                            f_history=f_history, checkpoint=checkpoint, use_safetensors=use_safetensors,
+                            **kwargs)
+        loaded_weights = f_params is not None or checkpoint is not None or any(
+            key.startswith("f_") for key in kwargs
+        )
+        if loaded_weights:
+            shape = getattr(self, "input_shape_", None) or getattr(self.module_, "input_shape", None)
+            if shape is None:
+                raise ValueError(
+                    f"{type(self).__name__} cannot tell the input shape of the loaded network; "
+                    "build it with input_shape=... before initialize() and load_params"
+                )
+            self.input_shape_ = self.meta_input_shape_ = tuple(shape)
+            self.meta_n_features_in_ = math.prod(shape)
+            self.meta_params_ = self._meta_param_snapshot()
+            self._forget_task()
 
     def _meta_param_snapshot(self):
         skip = set(self._adaptation_params) | set(self._neutral_params)
@@ -494,14 +725,15 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         if changed:
             warnings.warn(
                 f"{', '.join(changed)} changed after meta_fit; meta-training parameters take "
-                "effect at the next meta_fit, not in fit",
+                "effect at the next meta_fit, not in fit: this learner adapts with the "
+                "meta-parameters learned before the change",
                 UserWarning,
                 stacklevel=3,
             )
 
     def _seeded(self):
         """A private torch random stream for one call, seeded from random_state."""
-        return _SeededRNG(self.random_state)
+        return SeededRNG(self.random_state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -519,25 +751,6 @@ def _same(a, b):
         return False
 
 
-class _SeededRNG:
-    """Fork torch's CPU random state, seed it, and restore it on exit, so that
-    a learner's randomness depends on its own random_state and never leaks
-    into (or reads from) the global stream."""
-
-    def __init__(self, random_state):
-        self.random_state = random_state
-
-    def __enter__(self):
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        self._fork = torch.random.fork_rng(devices=[])
-        self._fork.__enter__()
-        torch.random.default_generator.manual_seed(seed)
-        return self
-
-    def __exit__(self, *exc):
-        return self._fork.__exit__(*exc)
-
-
 class MetaClassifierMixin(ClassifierMixin):
     """Classification at both levels: label encoding per task, probabilities
     from logits, accuracy as score."""
@@ -546,8 +759,8 @@ class MetaClassifierMixin(ClassifierMixin):
 
     def _encode_task_targets(self, y_support, y_query):
         if torch.is_tensor(y_support) and not torch.is_floating_point(y_support):
-            classes, support = torch.unique(y_support, return_inverse=True)
-            y_query = torch.as_tensor(y_query)
+            classes, support = torch.unique(y_support.cpu(), return_inverse=True)
+            y_query = torch.as_tensor(y_query).cpu()
             query = torch.searchsorted(classes, y_query)
             unseen = (query >= len(classes)) | (classes[query.clamp(max=len(classes) - 1)] != y_query)
             if unseen.any():
@@ -565,17 +778,57 @@ class MetaClassifierMixin(ClassifierMixin):
         self._adapt(X, torch.as_tensor(codes, device=self.device))
 
     def predict_proba(self, X):
-        """Class probabilities of queries, columns in the order of ``classes_``."""
+        """Class probabilities of queries.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features) or (n_queries, ...)
+            Query examples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_queries, n_classes)
+            Float64 probabilities, columns in the order of ``classes_``;
+            each row sums to 1.
+        """
         scores = self._query_scores(X)
-        return torch.softmax(scores.float(), dim=1).cpu().numpy().astype(np.float64)
+        return torch.softmax(scores, dim=1).cpu().numpy()
 
     def predict(self, X):
-        """The most probable support class of each query."""
+        """The most probable support class of each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features) or (n_queries, ...)
+            Query examples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+            Labels from ``classes_``.
+        """
         scores = self._query_scores(X)
         return self.classes_[scores.argmax(dim=1).cpu().numpy()]
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy on queries; raises if a query label is absent from the support set."""
+        """Accuracy on queries.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features) or (n_queries, ...)
+            Query examples.
+
+        y : array-like of shape (n_queries,)
+            Their labels; each must be a class of the support set.
+
+        sample_weight : array-like of shape (n_queries,), default=None
+            Weights of the queries.
+
+        Returns
+        -------
+        score : float
+            Mean accuracy.
+        """
         check_is_fitted(self)
         _encode_against(self.classes_, np.asarray(y), "query labels")
         return super().score(X, y, sample_weight=sample_weight)
@@ -600,20 +853,31 @@ class MetaRegressorMixin(RegressorMixin):
         raise AttributeError(f"{type(self).__name__} is a regressor: it has no predict_proba")
 
     def _encode_task_targets(self, y_support, y_query):
-        support = _as_float_tensor(y_support, "cpu")
-        query = _as_float_tensor(y_query, "cpu")
+        support = as_tensor(y_support, "cpu", self._dtype)
+        query = as_tensor(y_query, "cpu", self._dtype)
         return support.reshape(len(support), -1), query.reshape(len(query), -1), 0
 
     def _fit_task(self, X, y):
-        y = np.asarray(y, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float64)
         self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
-        self._y_was_1d = y.ndim == 1
-        self._adapt(X, torch.as_tensor(y.reshape(len(y), -1), device=self.device))
+        self.y_was_1d_ = y.ndim == 1
+        self._adapt(X, as_tensor(y.reshape(len(y), -1), self.device, self._dtype))
 
     def predict(self, X):
-        """Predictions for queries."""
-        predictions = self._query_scores(X).cpu().numpy().astype(np.float64)
-        return predictions.ravel() if self._y_was_1d else predictions
+        """Predictions for queries.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features) or (n_queries, ...)
+            Query examples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            Float64 predictions, 1-D when the support targets were.
+        """
+        predictions = self._query_scores(X).cpu().numpy()
+        return predictions.ravel() if self.y_was_1d_ else predictions
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -623,7 +887,10 @@ class MetaRegressorMixin(RegressorMixin):
 
 def _encode_against(classes, y, what):
     """Codes of ``y`` in sorted ``classes``; ValueError naming labels not there."""
-    codes = np.searchsorted(classes, y)
+    try:
+        codes = np.searchsorted(classes, y)
+    except TypeError:
+        raise TypeError(f"{what} are not comparable with the support classes {classes.tolist()}") from None
     codes_clipped = np.minimum(codes, len(classes) - 1)
     unseen = classes[codes_clipped] != y
     if np.any(unseen):

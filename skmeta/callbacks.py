@@ -2,9 +2,11 @@
 
 import time
 
+import numpy as np
+from sklearn.metrics import check_scoring
 from skorch.callbacks import Callback
 
-__all__ = ["TimeBudget"]
+__all__ = ["TimeBudget", "EpisodeScoring"]
 
 
 class TimeBudget(Callback):
@@ -70,3 +72,89 @@ class TimeBudget(Callback):
 
     def on_train_end(self, net, **kwargs):
         self.elapsed_ = time.perf_counter() - self._start
+
+
+class EpisodeScoring(Callback):
+    """Score meta-validation episodes with any scikit-learn scorer after each epoch.
+
+    skorch's :class:`~skorch.callbacks.EpochScoring` scores ``(X, y)``
+    examples, which a meta-learner does not train on; this callback does
+    for episodes what it does for examples: after each epoch it adapts a
+    clone of the learner to the support set of every validation task
+    (``val_tasks`` of ``meta_fit``), scores the query set with
+    ``scoring``, and records the mean in ``history`` under ``name``, with
+    ``<name>_best`` marking the best epoch so far (as skorch's scoring
+    callbacks do, so :class:`~skorch.callbacks.EarlyStopping` and
+    :class:`~skorch.callbacks.Checkpoint` can monitor it). The
+    meta-learned weights are not touched: adaptation runs on a clone.
+
+    Parameters
+    ----------
+    scoring : str, callable or None, default=None
+        A scikit-learn scorer name (``"accuracy"``, ``"neg_log_loss"``,
+        ``"balanced_accuracy"``, ``"r2"``...) or ``scorer(estimator, X,
+        y)``; None uses the learner's ``score``.
+
+    lower_is_better : bool, default=False
+        Whether a lower score is better (for ``<name>_best``).
+
+    name : str or None, default=None
+        History key; the scorer name prefixed with ``valid_``, or
+        ``"valid_score"`` for None or a callable.
+
+    Attributes
+    ----------
+    best_score_ : float
+        The best score so far.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmeta import EpisodeSampler, ProtoNetClassifier
+    >>> from skmeta.callbacks import EpisodeScoring
+    >>> X, y = load_digits(return_X_y=True)
+    >>> train = EpisodeSampler(X[y < 6] / 16, y[y < 6], n_way=3, k_shot=1, n_query=5, n_tasks=20, random_state=0)
+    >>> val = list(EpisodeSampler(X[y >= 6] / 16, y[y >= 6], n_way=3, k_shot=1, n_query=5, n_tasks=5,
+    ...                           random_state=1))
+    >>> learner = ProtoNetClassifier(max_epochs=2, callbacks=[EpisodeScoring("neg_log_loss")],
+    ...                              verbose=0, random_state=0).meta_fit(train, val)
+    >>> "valid_neg_log_loss" in learner.history[-1]
+    True
+    """
+
+    def __init__(self, scoring=None, lower_is_better=False, name=None):
+        self.scoring = scoring
+        self.lower_is_better = lower_is_better
+        self.name = name
+
+    def _name(self):
+        if self.name is not None:
+            return self.name
+        return f"valid_{self.scoring}" if isinstance(self.scoring, str) else "valid_score"
+
+    def initialize(self):
+        self.best_score_ = np.inf if self.lower_is_better else -np.inf
+        return self
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        tasks = getattr(dataset_valid, "tasks", None)
+        if tasks is None:
+            return
+        scorer = check_scoring(net, scoring=self.scoring)
+        scores = []
+        try:
+            for task in tasks:
+                net.fit(task.X_support, _numpy(task.y_support))
+                scores.append(scorer(net, task.X_query, _numpy(task.y_query)))
+        finally:
+            net._forget_task()
+        score = float(np.mean(scores))
+        best = score < self.best_score_ if self.lower_is_better else score > self.best_score_
+        if best:
+            self.best_score_ = score
+        net.history.record(self._name(), score)
+        net.history.record(self._name() + "_best", bool(best))
+
+
+def _numpy(y):
+    return y.cpu().numpy() if hasattr(y, "cpu") else np.asarray(y)

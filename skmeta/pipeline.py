@@ -12,9 +12,9 @@ transforms with the frozen steps and adapts only the learner.
 import numpy as np
 import scipy.sparse
 import torch
-from sklearn.base import _clone_parametrized, clone
+from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import Pipeline, _name_estimators
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from .tasks import Task
 
@@ -218,7 +218,8 @@ class MetaPipeline(Pipeline):
         return torch.from_numpy(X) if was_tensor else X
 
     def __sklearn_clone__(self):
-        twin = _clone_parametrized(self)
+        params = self.get_params(deep=False)
+        twin = type(self)(**{name: clone(value, safe=False) for name, value in params.items()})
         if hasattr(self, "meta_frozen_steps_"):
             twin.meta_frozen_steps_ = self.meta_frozen_steps_
         return twin
@@ -248,4 +249,5 @@ def make_meta_pipeline(*steps, memory=None, verbose=False):
     >>> make_meta_pipeline(StandardScaler(), ProtoNetClassifier()).steps[0]
     ('standardscaler', StandardScaler())
     """
-    return MetaPipeline(_name_estimators(steps), memory=memory, verbose=verbose)
+    # make_pipeline names the steps; the MetaPipeline takes them as they are.
+    return MetaPipeline(make_pipeline(*steps).steps, memory=memory, verbose=verbose)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from torch.nn import functional as F
+from ..utils._torch import full_precision
 
 __all__ = ["MANN", "MANNState", "content_weights"]
 
@@ -264,7 +265,7 @@ class MANN(nn.Module):
         if x_gates is None:
             x_gates = self.input_gates(x.reshape(len(x), -1))
         recurrent = torch.cat([state.label, state.reads.flatten(1), state.h], dim=1)
-        gates = (x_gates + self.recurrent_gates(recurrent.to(x_gates.dtype))).float()
+        gates = full_precision(x_gates + self.recurrent_gates(recurrent.to(x_gates.dtype)))
         in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)
         c = torch.sigmoid(forget_gate) * state.c + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
         h = torch.sigmoid(out_gate) * torch.tanh(c)
@@ -310,7 +311,7 @@ class MANN(nn.Module):
         """
         if state is None:
             state = self.initial_state(X.shape[0], X.device)
-        labels = F.one_hot(y.long(), self.n_way).float()
+        labels = F.one_hot(y.long(), self.n_way).to(self.input_gates.weight.dtype)
         x_gates = self.input_gates(X.reshape(X.shape[0], X.shape[1], -1))
         logits = []
         # unbind, not x_gates[:, t]: the backward of one slice per step

@@ -6,7 +6,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_X_y
 from sklearn.utils.multiclass import check_classification_targets
 
-from ..base import MetaClassifierMixin, MetaLearner, _as_float_tensor
+from ..base import MetaClassifierMixin, MetaLearner
+from ..utils._torch import as_tensor, full_precision, set_training
 from ._memory import MANN
 
 __all__ = ["MANNClassifier"]
@@ -192,7 +193,7 @@ class MANNClassifier(MetaClassifierMixin, MetaLearner):
         query_logits, _ = net.step(X_query.flatten(0, 1), state.repeat_interleave(n_query))
         query_logits = query_logits.view(n_tasks, n_query, -1)
         # Scores of the task's own classes, in class-code order.
-        logits = torch.cat([support_logits, query_logits], dim=1).float()
+        logits = full_precision(torch.cat([support_logits, query_logits], dim=1))
         logits = logits.gather(2, units.unsqueeze(1).expand(-1, logits.shape[1], -1))
         targets = torch.cat([y_support, y_query], dim=1)
         loss = self.get_loss(logits.reshape(-1, n_way), targets.reshape(-1), training=training)
@@ -231,7 +232,7 @@ class MANNClassifier(MetaClassifierMixin, MetaLearner):
         scores = []
         for chunk in torch.split(X, _QUERY_CHUNK):
             logits, _ = self.module_.step(chunk, self.memory_state_.repeat_interleave(len(chunk)))
-            scores.append(logits[:, :n_classes].float())
+            scores.append(full_precision(logits[:, :n_classes]))
         return torch.cat(scores)
 
     def predict_proba_sequence(self, X, y):
@@ -281,10 +282,10 @@ class MANNClassifier(MetaClassifierMixin, MetaLearner):
             )
         classes, codes = np.unique(y, return_inverse=True)
         self._check_n_way(len(classes), "the sequence")
-        self._set_training(False)
-        X = _as_float_tensor(X, self.device).unsqueeze(0)
+        set_training(self, False)
+        X = as_tensor(X, self.device, self._dtype).unsqueeze(0)
         codes = torch.as_tensor(codes, device=self.device).unsqueeze(0)
         with torch.no_grad(), self._autocast():
             logits, _ = self.module_(X, codes)
-        proba = torch.softmax(logits[0, :, : len(classes)].float(), dim=1)
+        proba = torch.softmax(full_precision(logits[0, :, : len(classes)]).double(), dim=1)
         return proba.cpu().numpy().astype(np.float64)

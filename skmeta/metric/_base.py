@@ -13,7 +13,8 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import validate_data
 
-from ..base import MetaClassifierMixin, MetaLearner, _as_float_tensor
+from ..base import MetaClassifierMixin, MetaLearner
+from ..utils._torch import full_precision, set_training
 from ..modules import infer_n_features_out
 
 __all__ = ["MetricMetaLearner", "class_means"]
@@ -81,20 +82,20 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
         and batch norm sees the whole meta-batch)."""
         shapes = {task.X_support.shape[1:] for task in tasks}
         if len(shapes) > 1:  # tasks from different feature spaces
-            return [(self.embed(t.X_support).float(), self.embed(t.X_query).float()) for t in tasks]
+            return [(full_precision(self.embed(t.X_support)), full_precision(self.embed(t.X_query))) for t in tasks]
         parts = [X for task in tasks for X in (task.X_support, task.X_query)]
-        z = self.embed(torch.cat(parts)).float()
+        z = full_precision(self.embed(torch.cat(parts)))
         chunks = torch.split(z, [len(X) for X in parts])
         return list(zip(chunks[0::2], chunks[1::2]))
 
     def _adapt(self, X, y):
-        z = self.embed(X).float()
+        z = full_precision(self.embed(X))
         with torch.autocast(z.device.type, enabled=False):
             for name, value in self._task_state(z, y, len(self.classes_)).items():
                 setattr(self, name, value)
 
     def _predict_scores(self, X):
-        z = self.embed(X).float()
+        z = full_precision(self.embed(X))
         with torch.autocast(z.device.type, enabled=False):
             return self._logits(z, **{name: getattr(self, name) for name in self._task_state_names})
 
@@ -111,23 +112,26 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
         -------
         X_new : ndarray of shape (n_samples, n_features_out)
         """
+        self._check_params()
         fitted = self.__sklearn_is_fitted__()
         if not (fitted or self._is_meta_fitted()):
             raise NotFittedError(
                 f"This {type(self).__name__} instance is neither meta-fitted nor fitted yet. "
                 "Call 'meta_fit' or 'fit' before using transform."
             )
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        X, shape = self._flat_input(X)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
         if not fitted:
-            self._prepare_meta_state(X)  # checks the feature count against meta_fit
-        self._set_training(False)
+            self._prepare_meta_state(shape)  # checks the feature count against meta_fit
+        X = self._network_input(X)
+        set_training(self, False)
         with torch.no_grad(), self._autocast():
-            Z = self.embed(_as_float_tensor(X, self.device))
-        return Z.float().cpu().numpy()
+            Z = self.embed(X)
+        return full_precision(Z).cpu().numpy()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.transformer_tags.preserves_dtype = ["float64" if self.precision == "float64" else "float32"]
         return tags
 
     @property

@@ -178,7 +178,7 @@ class MatchingNetworkClassifier(MetricMetaLearner):
         if self.fce:
             if not isinstance(self.fce_steps, numbers.Integral) or self.fce_steps < 1:
                 raise ValueError(f"fce_steps must be a positive integer, got {self.fce_steps!r}")
-            n_features = infer_n_features_out(self.module_, self._input_shape_hint)
+            n_features = infer_n_features_out(self.module_, self.input_shape_)
             self.context_embedding_ = FullContextEmbedding(n_features, int(self.fce_steps))
         elif "context_embedding_" in vars(self):  # re-initialised without FCE
             del self.context_embedding_

@@ -2,17 +2,20 @@
 all meta-training classes, then a simple classifier on its features
 (Chen et al., 2019; Wang et al., 2019)."""
 
+import numbers
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from skorch import NeuralNet
+from sklearn.utils import check_scalar
 from skorch.dataset import Dataset
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import _as_float_tensor, _TaskDataset
+from ..tasks._intake import TaskDataset, check_task
+from ..utils._torch import as_tensor, full_precision, set_training
 from ..modules import MLP, infer_n_features_out
-from ..tasks import EpisodeSampler, Task
+from ..tasks import EpisodeSampler
 from ._base import MetricMetaLearner, class_means
 
 __all__ = ["PretrainedClassifier"]
@@ -196,60 +199,60 @@ class PretrainedClassifier(MetricMetaLearner):
     # pre-training: skorch's ordinary loop over the pooled examples
     # ------------------------------------------------------------------
     def _meta_fit(self, tasks, val_tasks, reset, epochs=None):
-        tasks, _ = self._peek_tasks(tasks)
-        if not isinstance(tasks, EpisodeSampler):
-            tasks = list(tasks)
-        X, codes, n_classes = _pool_examples(tasks)
-        if self._is_meta_fitted() and not reset and n_classes != self.meta_n_classes_:
+        if not isinstance(tasks, (EpisodeSampler, str, bytes)) and hasattr(tasks, "__iter__"):
+            tasks = list(tasks)  # read twice: the pool for training, then its feature mean
+        super()._meta_fit(tasks, val_tasks, reset, epochs)
+        self._fit_feature_mean(_pool_examples(tasks)[0])
+        return self
+
+    def _check_params(self):
+        super()._check_params()
+        if self.normalize not in _NORMALIZE:
+            raise ValueError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
+        if self.classifier not in _CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {_CLASSIFIERS}, got {self.classifier!r}")
+        check_scalar(self.C, "C", numbers.Real, min_val=0, include_boundaries="neither")
+
+    def _prepare_meta_fit(self, tasks, first, continues):
+        n_classes = _pool_examples(tasks)[2]
+        if continues and n_classes != self.meta_n_classes_:
             raise ValueError(
                 f"tasks have {n_classes} classes, but {type(self).__name__} was pre-trained "
                 f"on {self.meta_n_classes_} classes; warm start needs the same classes"
             )
-        # Read by initialize_module (size of the layer) and get_split_datasets.
-        self._pool = (X, codes, n_classes)
-        try:
-            super()._meta_fit(tasks, val_tasks, reset, epochs)
-            self.meta_n_classes_ = n_classes
-            self._fit_feature_mean(X)
-        finally:
-            del self._pool
-        return self
+        # Read by initialize_module (the size of the classification layer).
+        self.meta_n_classes_ = n_classes
 
     def initialize_module(self):
         super().initialize_module()
-        n_features = infer_n_features_out(self.module_, self._input_shape_hint)
-        pool = getattr(self, "_pool", None)
-        self.head_ = _PretrainHead(n_features, None if pool is None else pool[2])
+        n_features = infer_n_features_out(self.module_, self.input_shape_)
+        self.head_ = _PretrainHead(n_features, getattr(self, "meta_n_classes_", None))
         return self
 
     def get_split_datasets(self, X, y=None, **fit_params):
-        X_pool, codes, _ = self._pool
+        X_pool, codes, _ = _pool_examples(X)
         # Validation tasks stay episodes: they measure the few-shot rule.
-        return Dataset(X_pool, codes), (None if y is None else self.get_dataset(y))
-
-    def get_iterator(self, dataset, training=False):
-        if isinstance(dataset, _TaskDataset):
-            return super().get_iterator(dataset, training=training)
-        return NeuralNet.get_iterator(self, dataset, training=training)
+        valid = None if y is None else TaskDataset(y, self._encode_task)
+        return Dataset(X_pool, codes), valid
 
     def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+        set_training(self, True)
         X, y = batch
-        X, y = _as_float_tensor(X, self.device), torch.as_tensor(y, device=self.device)
+        X, y = as_tensor(X, self.device, self._dtype), torch.as_tensor(y, device=self.device)
         with self._autocast():
-            logits = self.head_(self.module_(X)).float()
+            logits = full_precision(self.head_(self.module_(X)))
         loss = self.get_loss(logits, y, training=True)
         loss.backward()
         self.history.record_batch("train_acc", float((logits.argmax(1) == y).float().mean()))
         return {"loss": loss, "y_pred": logits}
 
     def _fit_feature_mean(self, X):
-        self._set_training(False)
+        set_training(self, False)
         total = 0
         with torch.no_grad(), self._autocast():
             # In chunks: the pool may be too large for one forward pass.
             for chunk in X.split(1024):
-                total = total + self.module_(_as_float_tensor(chunk, self.device)).float().sum(0)
+                total = total + full_precision(self.module_(as_tensor(chunk, self.device, self._dtype))).sum(0)
         self.head_.feature_mean.copy_(total / len(X))
 
     # ------------------------------------------------------------------
@@ -257,8 +260,6 @@ class PretrainedClassifier(MetricMetaLearner):
     # ------------------------------------------------------------------
     def embed(self, X):
         """Backbone features after the ``normalize`` transformation."""
-        if self.normalize not in _NORMALIZE:
-            raise ValueError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
         z = self.module_(X)
         if self.normalize is None:
             return z
@@ -267,8 +268,6 @@ class PretrainedClassifier(MetricMetaLearner):
         return F.normalize(z, dim=1)
 
     def _task_state(self, z_support, y_support, n_way):
-        if self.classifier not in _CLASSIFIERS:
-            raise ValueError(f"classifier must be one of {_CLASSIFIERS}, got {self.classifier!r}")
         if self.classifier == "centroid" or n_way < 2:
             return {"prototypes_": class_means(z_support, y_support, n_way), "logistic_": None}
         # lbfgs on a few dozen support examples converges well within 1000 iterations.
@@ -288,20 +287,18 @@ class PretrainedClassifier(MetricMetaLearner):
 def _pool_examples(tasks):
     """Examples of a task collection under class codes: ``(X, codes, n_classes)``."""
     if isinstance(tasks, EpisodeSampler):
-        # The sampler's pool, sorted by class code; codes keep the classes
-        # made by augmentation apart (Task.classes would merge them).
-        codes = torch.repeat_interleave(torch.arange(tasks.n_classes_), tasks._counts)
-        return tasks._X[tasks._order], codes, tasks.n_classes_
+        # The sampler's pool; its codes keep the classes made by
+        # augmentation apart (Task.classes would merge them).
+        X, codes = tasks.pool()
+        return X, codes, tasks.n_classes_
     Xs, labels = [], []
-    for task in tasks:
-        if not isinstance(task, Task):
-            raise TypeError(f"task collections must yield skmeta.tasks.Task, got {type(task).__name__}")
-        if task.y_query is None:
-            raise ValueError("meta-training tasks need query labels (Task.y_query is None)")
-        for X, y in ((task.X_support, task.y_support), (task.X_query, task.y_query)):
+    for index, task in enumerate(tasks):
+        try:
+            X_support, X_query = check_task(task, numeric=False)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"task {index} of the collection: {error}") from error
+        for X, y in ((X_support, task.y_support), (X_query, task.y_query)):
             y = np.asarray(y.cpu() if torch.is_tensor(y) else y)
-            if len(X) != len(y):
-                raise ValueError(f"a task has {len(X)} examples but {len(y)} labels")
             if task.classes is not None:
                 classes = np.asarray(task.classes)
                 if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
@@ -310,7 +307,7 @@ def _pool_examples(tasks):
                         f"0 .. {len(classes) - 1} indexing it"
                     )
                 y = classes[y]
-            Xs.append(_as_float_tensor(X, "cpu"))
+            Xs.append(X)
             labels.append(y)
     shapes = {tuple(X.shape[1:]) for X in Xs}
     if len(shapes) > 1:

@@ -104,9 +104,12 @@ class ProtoNetClassifier(MetricMetaLearner):
     def _task_state(self, z_support, y_support, n_way):
         return {"prototypes_": class_means(z_support, y_support, n_way)}
 
-    def _logits(self, z_query, prototypes_):
+    def _check_params(self):
+        super()._check_params()
         if self.distance not in _DISTANCES:
             raise ValueError(f"distance must be one of {_DISTANCES}, got {self.distance!r}")
+
+    def _logits(self, z_query, prototypes_):
         if self.distance == "cosine":
             return torch.nn.functional.normalize(z_query, dim=1) @ torch.nn.functional.normalize(prototypes_, dim=1).T
         squared = (

@@ -154,7 +154,7 @@ class RelationNetworkClassifier(MetricMetaLearner):
     def initialize_module(self):
         super().initialize_module()
         kwargs = self.get_params_for("relation")
-        n_pair = 2 * infer_n_features_out(self.module_, self._input_shape_hint)
+        n_pair = 2 * infer_n_features_out(self.module_, self.input_shape_)
         if isinstance(self.relation, torch.nn.Module) and not kwargs:
             # A module instance is a template: meta-training must not write into it.
             self.relation_ = copy.deepcopy(self.relation)

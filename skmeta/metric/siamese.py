@@ -112,7 +112,7 @@ class SiameseNetworkClassifier(MetricMetaLearner):
 
     def initialize_module(self):
         super().initialize_module()
-        n_features = infer_n_features_out(self.module_, self._input_shape_hint)
+        n_features = infer_n_features_out(self.module_, self.input_shape_)
         self.similarity_ = nn.Linear(n_features, 1)
         return self
 

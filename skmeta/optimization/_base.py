@@ -204,20 +204,12 @@ class OptimizationMetaLearner(MetaLearner):
         if not self._is_meta_fitted():
             # The untrained initialisation gets a head the size this
             # support set needs.
-            self._n_outputs_hint = self._count_outputs(y)
+            self.out_features_ = self._count_outputs(y)
         return super().fit(X, y)
 
     fit.__doc__ = MetaLearner.fit.__doc__
 
-    def _prepare_meta_state(self, X):
-        super()._prepare_meta_state(X)
-        # Adaptation minimises the criterion, which a learner that was never
-        # meta-fitted has not built yet.
-        if not hasattr(self, "criterion_"):
-            self._initialize_criterion()
-
     def _adapt(self, X, y):
-        self._check_params()
         n_outputs = self._support_outputs()
         self._check_head(n_outputs, "the support set")
         params = self._meta_parameters(detach=True)
@@ -273,7 +265,7 @@ class OptimizationMetaLearner(MetaLearner):
 
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
-        hint = getattr(self, "_n_outputs_hint", None)
+        hint = getattr(self, "out_features_", None)
         if (
             prefix == "module"
             and hint is not None
@@ -284,10 +276,9 @@ class OptimizationMetaLearner(MetaLearner):
             params["out_features"] = hint
         return params
 
-    def _peek_tasks(self, tasks):
-        tasks, first = MetaLearner._peek_tasks(tasks)
-        self._n_outputs_hint = self._count_outputs(first.y_support)
-        return tasks, first
+    def _prepare_meta_fit(self, tasks, first, continues):
+        if not continues:
+            self.out_features_ = self._count_outputs(first.y_support)
 
     def _count_outputs(self, y):
         try:
@@ -308,7 +299,7 @@ class OptimizationMetaLearner(MetaLearner):
         return any(isinstance(m, TaskBatchNorm) for m in self.module_.modules())
 
     def _n_head_outputs(self):
-        shape = getattr(self, "meta_input_shape_", None) or self._input_shape_hint
+        shape = getattr(self, "meta_input_shape_", None) or self.input_shape_
         return infer_n_features_out(self.module_, shape)
 
     def _check_head(self, n_outputs, where):
@@ -326,11 +317,8 @@ class OptimizationMetaLearner(MetaLearner):
         for task in tasks:
             self._check_head(self._task_outputs(task.n_way, task.y_support), "a meta-training task")
 
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self._check_params()
-        return super().on_train_begin(net, X=X, y=y, **kwargs)
-
     def _check_params(self):
+        super()._check_params()
         check_scalar(self.inner_steps, "inner_steps", numbers.Integral, min_val=self._min_inner_steps)
         check_scalar(self.inner_lr, "inner_lr", numbers.Real, min_val=0, include_boundaries="neither")
         if self.adapt_steps is not None:

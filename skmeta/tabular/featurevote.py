@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..base import MetaClassifierMixin, MetaLearner
+from ..utils._torch import full_precision
 
 __all__ = ["FeatureVoteNet", "FeatureVoteClassifier"]
 
@@ -104,7 +105,7 @@ class FeatureVoteNet(nn.Module):
         # Statistics in float32 even under bfloat16 autocast: class means of
         # features with large offsets lose their differences in bfloat16.
         with torch.autocast(X.device.type, enabled=False):
-            X = X.float()
+            X = full_precision(X)
             onehot = nn.functional.one_hot(y, n_way).to(X.dtype)
             means = onehot.T @ X / onehot.sum(0).clamp(min=1).unsqueeze(1)
             center = X.mean(0)
@@ -129,7 +130,7 @@ class FeatureVoteNet(nn.Module):
             1,
         )
         first = self.evidence[0]
-        relevance = nn.functional.softplus(self.relevance(constants).squeeze(1)).float() * valid
+        relevance = full_precision(nn.functional.softplus(self.relevance(constants).squeeze(1))) * valid
         state = {
             "means": means,
             "scale": scale,
@@ -147,7 +148,7 @@ class FeatureVoteNet(nn.Module):
         # The solve in float32 even under bfloat16 autocast (which has no
         # bfloat16 linalg.solve, and too few digits for a Gram matrix).
         with torch.autocast(X.device.type, enabled=False):
-            X, center, scale = X.float(), center.float(), scale.float()
+            X, center, scale = full_precision(X), full_precision(center), full_precision(scale)
             log_lambda, log_weight = self.ridge_mix(X.new_tensor([log_shots, 1.0 / n_way]))
             Z = ((X - center) / scale).clamp(-5, 5) * valid
             n_valid = valid.sum().clamp(min=1)
@@ -166,11 +167,11 @@ class FeatureVoteNet(nn.Module):
                   for part in torch.split(X, rows)]
         logits = torch.cat(chunks) if chunks else X.new_zeros((0, n_way))
         if ridge_coef is not None:
-            logits = logits.float() + (((X.float() - center) / scale).clamp(-5, 5) * valid) @ ridge_coef
+            logits = full_precision(logits) + (((full_precision(X) - center) / scale).clamp(-5, 5) * valid) @ ridge_coef
         return logits
 
     def _vote(self, X, means, scale, within, has_within, feature_bias, relevance):
-        diff = (X.float().unsqueeze(1) - means).abs()
+        diff = (full_precision(X).unsqueeze(1) - means).abs()
         varying = torch.stack(
             _comparisons(torch.log1p(diff / scale)) + _comparisons(torch.log1p(diff / within) * has_within), -1
         )
@@ -290,7 +291,7 @@ class FeatureVoteClassifier(MetaClassifierMixin, MetaLearner):
             losses, correct, total = [], 0, 0
             # One task at a time: tasks of a meta-batch have different widths.
             for task in tasks:
-                logits = self.module_(task.X_support, task.y_support, task.X_query, task.n_way).float()
+                logits = full_precision(self.module_(task.X_support, task.y_support, task.X_query, task.n_way))
                 losses.append(self.get_loss(logits, task.y_query, training=training))
                 correct += int((logits.argmax(1) == task.y_query).sum())
                 total += len(task.y_query)

@@ -28,6 +28,7 @@ from sklearn.model_selection import KFold, cross_val_score
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import NotMetaFittedWarning
+from ..utils._torch import owned_modules
 from ..model_selection import EpisodicSplit
 
 __all__ = ["meta_state", "check_meta_estimator", "parametrize_with_meta_checks"]
@@ -38,11 +39,9 @@ def meta_state(estimator):
     (parameters and buffers of each module skorch tracks, plus meta state
     a method keeps outside modules, e.g. learned step sizes)."""
     state = {}
-    for name in estimator._modules + estimator._criteria:
-        module = getattr(estimator, name + "_", None)
-        if isinstance(module, torch.nn.Module):
-            for key, value in module.state_dict().items():
-                state[f"{name}.{key}"] = value.detach().clone()
+    for name, module in owned_modules(estimator).items():
+        for key, value in module.state_dict().items():
+            state[f"{name[:-1]}.{key}"] = value.detach().clone()
     return state
 
 
@@ -83,8 +82,8 @@ def check_clone_keeps_meta_parameters(estimator, tasks, X, y):
     a, b = meta_state(learner), meta_state(twin)
     assert a, "a meta-fitted learner has meta state"
     assert_meta_state_equal(a, b)
-    for name in learner._modules:
-        assert getattr(learner, name + "_") is not getattr(twin, name + "_"), "clones must not share modules"
+    for name, module in owned_modules(learner).items():
+        assert getattr(twin, name) is not module, "clones must not share modules"
     try:
         check_is_fitted(twin)
     except NotFittedError:

@@ -1,0 +1,102 @@
+"""Small torch helpers shared by the estimators: tensors from user arrays,
+a private random stream per call, and the modules a learner owns."""
+
+import threading
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+__all__ = ["as_tensor", "SeededRNG", "owned_modules", "set_training"]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.float32, "float64": torch.float64}
+
+
+def torch_dtype(precision):
+    """The dtype of weights and inputs for a ``precision`` setting (bfloat16
+    is autocast arithmetic over float32 weights)."""
+    return _DTYPES[precision]
+
+
+def as_tensor(X, device, dtype=torch.float32):
+    """``X`` as a tensor of ``dtype`` on ``device``.
+
+    A read-only array (a DataFrame's values, a memory map) is copied first:
+    torch warns on, and may write through, a tensor over read-only memory.
+    """
+    if torch.is_tensor(X):
+        return X.to(device=device, dtype=dtype)
+    X = np.asarray(X, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+    if not X.flags.writeable:
+        X = X.copy()
+    return torch.as_tensor(X, device=device)
+
+
+# torch has one global CPU generator per process; forking it is a
+# read-modify-write of that global state, so concurrent forks in threads
+# would leak one call's stream into another's and leave the global stream
+# changed. Seeded sections therefore run one at a time.
+_GLOBAL_STREAM = threading.RLock()
+
+
+class SeededRNG:
+    """A private torch random stream for one call.
+
+    Forks torch's global CPU generator, seeds it (from ``random_state``, or
+    restores a saved ``state`` to continue an earlier stream), and restores
+    the global generator on exit, so a learner's randomness depends on its
+    own ``random_state`` and never leaks into, or reads from, the global
+    stream. ``state_`` holds the private stream's state at exit.
+    """
+
+    def __init__(self, random_state, state=None):
+        self.random_state = random_state
+        self.state = state
+
+    def __enter__(self):
+        _GLOBAL_STREAM.acquire()
+        try:
+            self._fork = torch.random.fork_rng(devices=[])
+            self._fork.__enter__()
+            if self.state is not None:
+                torch.random.set_rng_state(self.state)
+            else:
+                seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+                torch.random.default_generator.manual_seed(seed)
+        except BaseException:
+            _GLOBAL_STREAM.release()
+            raise
+        return self
+
+    def get_state(self):
+        """The private stream's state now (inside the ``with`` block)."""
+        return torch.random.get_rng_state()
+
+    def __exit__(self, *exc):
+        try:
+            self.state_ = torch.random.get_rng_state()
+            return self._fork.__exit__(*exc)
+        finally:
+            _GLOBAL_STREAM.release()
+
+
+def owned_modules(net):
+    """The torch modules a skorch net owns (``module_``, ``criterion_`` and
+    any other ``*_`` module its methods registered), by attribute name."""
+    return {
+        name: value
+        for name, value in vars(net).items()
+        if name.endswith("_") and not name.startswith("_") and isinstance(value, torch.nn.Module)
+    }
+
+
+def set_training(net, training):
+    """Put every module of ``net`` in train or eval mode."""
+    for module in owned_modules(net).values():
+        module.train(training)
+
+
+def full_precision(tensor):
+    """``tensor`` out of autocast's reduced precision: bfloat16 and float16
+    become float32, float32 and float64 stay as they are."""
+    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
