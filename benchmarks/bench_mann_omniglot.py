@@ -33,7 +33,7 @@ from sklearn.model_selection import cross_val_score
 from skorch.callbacks import GradientNormClipping
 
 from skmeta import EpisodeSampler, MANNClassifier, Task
-from skmeta.cli import OMNIGLOT_TEST_ALPHABETS
+from skmeta.datasets import OMNIGLOT_TEST_ALPHABETS
 from skmeta.datasets import load_omniglot
 from skmeta.model_selection import EpisodicSplit, format_confidence_interval, mean_confidence_interval
 from skmeta.tasks import rotate_classes

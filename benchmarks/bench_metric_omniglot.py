@@ -42,7 +42,7 @@ from skmeta import (
     SiameseNetworkClassifier,
 )
 from skmeta.callbacks import TimeBudget
-from skmeta.cli import OMNIGLOT_TEST_ALPHABETS
+from skmeta.datasets import OMNIGLOT_TEST_ALPHABETS
 from skmeta.datasets import load_omniglot
 from skmeta.model_selection import EpisodicSplit, mean_confidence_interval
 from skmeta.modules import Conv4

@@ -27,14 +27,14 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 
 from skmeta import EpisodeSampler, ProtoNetClassifier
-from skmeta.cli import OMNIGLOT_TEST_ALPHABETS
+from skmeta.datasets import OMNIGLOT_TEST_ALPHABETS
 from skmeta.datasets import load_omniglot
 from skmeta.model_selection import EpisodicSplit, mean_confidence_interval
 from skmeta.modules import Conv4
 from skmeta.tasks import rotate_classes
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_ALPHABETS = list(OMNIGLOT_TEST_ALPHABETS)  # the split of DESIGN.md, as the CLI uses it
+TEST_ALPHABETS = list(OMNIGLOT_TEST_ALPHABETS)  # the development split, as the CLI uses it
 
 
 def load_split(path):

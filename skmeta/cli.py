@@ -17,11 +17,12 @@ import time
 
 import numpy as np
 import torch
-from sklearn.model_selection import cross_val_score
+from sklearn.base import clone
 from sklearn.neighbors import KNeighborsClassifier
+from tqdm.auto import tqdm
 
 from . import __version__
-from .datasets import load_omniglot, make_subspace_classification
+from .datasets import OMNIGLOT_TEST_ALPHABETS, load_omniglot, make_subspace_classification
 from .memory import MANNClassifier
 from .metric import (
     MatchingNetworkClassifier,
@@ -34,9 +35,6 @@ from .model_selection import EpisodicSplit, format_confidence_interval
 from .modules import MLP, Conv4
 from .optimization import ANILClassifier, MAMLClassifier, MetaSGDClassifier, ReptileClassifier
 from .tasks import EpisodeSampler, rotate_classes
-
-# The Omniglot split of DESIGN.md: whole alphabets held out.
-OMNIGLOT_TEST_ALPHABETS = ("Japanese_(katakana)", "Tagalog")
 
 # name -> (estimator class, constructor arguments beyond the backbone)
 LEARNERS = {
@@ -88,6 +86,32 @@ def load_data(args):
     return (data.data[~test], data.target[~test]), (data.data[test], data.target[test]), False, None
 
 
+def _integer(low):
+    """An argparse type: an integer of at least ``low``."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="skmeta", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"skmeta {__version__}")
@@ -97,25 +121,57 @@ def build_parser():
                       help="folder with Lake's Omniglot zips; without it, an embedded generated family is used")
     data.add_argument("--download", action="store_true", help="fetch missing Omniglot zips (needs internet)")
     episodes = parser.add_argument_group("episodes")
-    episodes.add_argument("--n-way", type=int, default=5)
-    episodes.add_argument("--k-shot", type=int, default=1)
-    episodes.add_argument("--n-query", type=int, default=15)
-    episodes.add_argument("--episodes", type=int, default=600, help="test episodes")
+    episodes.add_argument("--n-way", type=_integer(2), default=5)
+    episodes.add_argument("--k-shot", type=_integer(1), default=1)
+    episodes.add_argument("--n-query", type=_integer(1), default=15)
+    episodes.add_argument("--episodes", type=_integer(2), default=600,
+                          help="test episodes (at least 2 for a confidence interval)")
     training = parser.add_argument_group("meta-training")
-    training.add_argument("--tasks-per-epoch", type=int, default=200)
-    training.add_argument("--max-epochs", type=int, default=10)
-    training.add_argument("--lr", type=float, default=None, help="meta learning rate (default: the learner's)")
+    training.add_argument("--tasks-per-epoch", type=_integer(1), default=200)
+    training.add_argument("--max-epochs", type=_integer(1), default=10)
+    training.add_argument("--lr", type=_positive_float, default=None,
+                          help="meta learning rate (default: the learner's)")
     training.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                           help="auto: bfloat16 where the CPU computes it natively")
     training.add_argument("--device", default="cpu")
-    training.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--random-state", type=int, default=0)
+    training.add_argument("--threads", type=_integer(1), default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--random-state", type=_integer(0), default=0)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-epoch log")
     return parser
 
 
+def _check_against_data(parser, args, train, test):
+    """Every episode setting against the data, before any work: argparse's
+    error (exit status 2) rather than a failure after meta-training."""
+    for name, (X, y) in (("meta-training", train), ("test", test)):
+        classes, counts = np.unique(y, return_counts=True)
+        needed = args.k_shot + args.n_query
+        usable = int((counts >= needed).sum())
+        if usable < args.n_way:
+            parser.error(
+                f"--n-way {args.n_way} with --k-shot {args.k_shot} and --n-query {args.n_query}: the "
+                f"{name} classes have {usable} classes with at least {needed} examples "
+                f"(of {len(classes)} classes)"
+            )
+    try:
+        torch.device(args.device)
+    except RuntimeError as error:
+        parser.error(f"--device {args.device!r}: {error}")
+
+
+def evaluate(learner, X, y, cv, description, quiet):
+    """Per-episode accuracy of ``learner`` adapted to each support set, with a progress bar."""
+    learner = clone(learner)
+    scores = []
+    for support, query in tqdm(cv.split(X, y), total=cv.get_n_splits(), desc=description, disable=quiet,
+                               leave=False, unit="episode"):
+        scores.append(learner.fit(X[support], y[support]).score(X[query], y[query]))
+    return np.array(scores)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     precision = args.precision
@@ -126,6 +182,7 @@ def main(argv=None):
         precision = "bfloat16" if args.omniglot and native else "float32"
 
     train, test, images, augment = load_data(args)
+    _check_against_data(parser, args, train, test)
     source = f"Omniglot in {args.omniglot}" if args.omniglot else "embedded subspace classes"
     print(f"data: {source}; meta-training on {len(np.unique(train[1]))} classes, "
           f"testing on {len(np.unique(test[1]))} unseen classes")
@@ -149,8 +206,9 @@ def main(argv=None):
 
     cv = EpisodicSplit(n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
                        n_episodes=args.episodes, random_state=args.random_state)
-    scores = cross_val_score(learner, *test, cv=cv)
-    floor = cross_val_score(KNeighborsClassifier(n_neighbors=1), *test, cv=cv)
+    print(f"evaluating on {args.episodes} test episodes")
+    scores = evaluate(learner, *test, cv, type(learner).__name__, args.quiet)
+    floor = evaluate(KNeighborsClassifier(n_neighbors=1), *test, cv, "1-NN", args.quiet)
     shape = f"{args.n_way}-way {args.k_shot}-shot, {args.episodes} episodes"
     print(f"{type(learner).__name__}: {format_confidence_interval(scores)} ({shape})")
     print(f"1-NN on raw features: {format_confidence_interval(floor)}")

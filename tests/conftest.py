@@ -1,8 +1,8 @@
-import warnings
 """Shared fixtures: real data paths and small task families."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,28 +39,37 @@ def make_subspace_classes(n_classes=60, n_per_class=20, n_features=24, n_informa
     return data.data, data.target
 
 
-# The estimator check no skorch-based learner can pass, with its reason.
-SKORCH_INIT_XFAIL = {
-    "check_no_attributes_set_in_init": "skorch records its state (initialized_, history_) and routed module__* parameters in __init__",
-}
+def make_clusters(n_classes=60, n_per_class=20, n_features=16, noise=0.3, random_state=0):
+    """Classes as tight Gaussian clusters around random centres: a family
+    where remembering which support example a query resembles is all it
+    takes, and an untrained network cannot do it."""
+    rng = np.random.RandomState(random_state)
+    centres = rng.randn(n_classes, n_features)
+    X = centres[:, None, :] + noise * rng.randn(n_classes, n_per_class, n_features)
+    return X.reshape(-1, n_features).astype(np.float32), np.repeat(np.arange(n_classes), n_per_class)
 
 
-def sklearn_checks(estimators, expected_failed_checks=SKORCH_INIT_XFAIL):
-    """scikit-learn's estimator checks on ``estimators``, as a test function
-    to assign to a ``test_*`` name. The checks fit learners that were never
-    meta-fitted, so NotMetaFittedWarning is silenced; ``expected_failed_checks``
-    maps each check that cannot apply to its reason."""
-    from sklearn.utils.estimator_checks import parametrize_with_checks
+def make_relevance_dataset(n_features, n_classes=6, n_per_class=30, n_informative=2, random_state=0):
+    """Classes that differ in a few features among many noisy ones, each
+    feature on its own scale and offset: knowing which features to trust
+    from the support set (their within-class spread) is what transfers."""
+    rng = np.random.RandomState(random_state)
+    means = np.zeros((n_classes, n_features))
+    informative = rng.choice(n_features, n_informative, replace=False)
+    means[:, informative] = rng.randn(n_classes, n_informative) * 3
+    X = means.repeat(n_per_class, 0) + rng.randn(n_classes * n_per_class, n_features)
+    X = X * np.exp(rng.uniform(-2, 2, n_features)) + rng.uniform(-50, 50, n_features)
+    return X.astype(np.float32), np.repeat(np.arange(n_classes), n_per_class)
 
-    from skmeta.base import NotMetaFittedWarning
 
-    @parametrize_with_checks(list(estimators), expected_failed_checks=lambda estimator: expected_failed_checks)
-    def test_sklearn_compatible(estimator, check):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotMetaFittedWarning)
-            check(estimator)
+def make_relevance_family(n_tasks=400, random_state=0):
+    """Episodes across 8 relevance datasets of different widths, and a dataset of a width never seen."""
+    from skmeta.tasks import DatasetCollection
 
-    return test_sklearn_compatible
+    datasets = [make_relevance_dataset(d, random_state=i) for i, d in enumerate((6, 10, 14, 8, 12, 16, 20, 7))]
+    tasks = DatasetCollection(datasets, n_way=(2, 5), k_shot=(1, 5), n_query=5, n_tasks=n_tasks,
+                              random_state=random_state)
+    return list(tasks), *make_relevance_dataset(11, random_state=99)
 
 
 def subspace_tasks():

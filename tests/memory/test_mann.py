@@ -9,29 +9,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import GradientNormClipping
 
-from conftest import sklearn_checks
+from conftest import make_clusters
+
 from skmeta import EpisodeSampler, MANNClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.memory import MANN, MANNState
 from skmeta.memory._memory import content_weights
 from skmeta.model_selection import EpisodicSplit
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 NET = dict(module__controller_size=32, module__memory_rows=16, module__memory_width=8, module__n_reads=1)
 TINY = dict(NET, verbose=0, random_state=0)
-
-
-test_sklearn_compatible = sklearn_checks([MANNClassifier(**TINY)])
-
-
-def make_clusters(n_classes=60, n_per_class=20, n_features=16, noise=0.3, random_state=0):
-    """Classes as tight Gaussian clusters around random centres: a family
-    where remembering which support example a query resembles is all it
-    takes, and an untrained network cannot do it."""
-    rng = np.random.RandomState(random_state)
-    centres = rng.randn(n_classes, n_features)
-    X = centres[:, None, :] + noise * rng.randn(n_classes, n_per_class, n_features)
-    return X.reshape(-1, n_features).astype(np.float32), np.repeat(np.arange(n_classes), n_per_class)
 
 
 X_ALL, Y_ALL = make_clusters()
@@ -44,11 +32,6 @@ LEARNER = dict(TINY, module__n_way=3, batch_size=8, lr=1e-2, max_epochs=30, call
 @pytest.fixture(scope="module")
 def meta_fitted():
     return MANNClassifier(**LEARNER).meta_fit(TASKS)
-
-
-@parametrize_with_meta_checks([(MANNClassifier(**dict(LEARNER, max_epochs=1)), TASKS[:16], X_NEW, Y_NEW)])
-def test_meta_protocol(check):
-    check()
 
 
 def _net(**kwargs):

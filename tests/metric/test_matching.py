@@ -9,20 +9,13 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
-from conftest import SKORCH_INIT_XFAIL, sklearn_checks, subspace_tasks
+from conftest import subspace_tasks
 from skmeta import MatchingNetworkClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import EpisodicSplit
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 TINY = dict(module__hidden_sizes=(16,), module__out_features=8, verbose=0, random_state=0)
-
-EXPECTED_FAILED_CHECKS = {
-    **SKORCH_INIT_XFAIL,
-}
-
-
-test_sklearn_compatible = sklearn_checks([MatchingNetworkClassifier(**TINY), MatchingNetworkClassifier(fce=True, fce_steps=2, **TINY)], EXPECTED_FAILED_CHECKS)
 
 
 TASKS, X_NEW, Y_NEW = subspace_tasks()
@@ -37,16 +30,6 @@ def meta_fitted():
 @pytest.fixture(scope="module")
 def meta_fitted_fce():
     return MatchingNetworkClassifier(fce=True, fce_steps=2, **LEARNER).meta_fit(TASKS)
-
-
-@parametrize_with_meta_checks(
-    [
-        (MatchingNetworkClassifier(**dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW),
-        (MatchingNetworkClassifier(fce=True, fce_steps=2, **dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW),
-    ]
-)
-def test_meta_protocol(check):
-    check()
 
 
 def test_one_shot_without_fce_is_cosine_nearest_neighbour(meta_fitted):

@@ -10,21 +10,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.neighbors import NearestCentroid
 
-from conftest import SKORCH_INIT_XFAIL, make_subspace_classes, sklearn_checks
+from conftest import make_subspace_classes
 from skmeta import EpisodeSampler, PretrainedClassifier, Task
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import EpisodicSplit
 from skmeta.tasks import rotate_classes
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 TINY = dict(module__hidden_sizes=(16,), module__out_features=8, verbose=0, random_state=0)
-
-EXPECTED_FAILED_CHECKS = {
-    **SKORCH_INIT_XFAIL,
-}
-
-
-test_sklearn_compatible = sklearn_checks([PretrainedClassifier(**TINY), PretrainedClassifier(classifier="logistic", **TINY)], EXPECTED_FAILED_CHECKS)
 
 
 X_ALL, Y_ALL = make_subspace_classes()
@@ -39,16 +32,6 @@ def pretrained():
     """Pre-trained on the whole pool of the sampler (800 examples, 40 classes)."""
     sampler = EpisodeSampler(X_ALL[TRAIN], Y_ALL[TRAIN], n_way=5, k_shot=2, n_query=5, n_tasks=10, random_state=0)
     return PretrainedClassifier(**LEARNER).meta_fit(sampler)
-
-
-@parametrize_with_meta_checks(
-    [
-        (PretrainedClassifier(**dict(LEARNER, max_epochs=2)), TASKS[:20], X_NEW, Y_NEW),
-        (PretrainedClassifier(classifier="logistic", **dict(LEARNER, max_epochs=2)), TASKS[:20], X_NEW, Y_NEW),
-    ]
-)
-def test_meta_protocol(check):
-    check()
 
 
 def test_pretraining_is_ordinary_classification_over_all_pooled_classes(pretrained):

@@ -7,21 +7,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from conftest import SKORCH_INIT_XFAIL, sklearn_checks, subspace_tasks
+from conftest import subspace_tasks
 from skmeta import RelationNetworkClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.metric.relation import RelationModule
 from skmeta.model_selection import EpisodicSplit
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 TINY = dict(module__hidden_sizes=(16,), module__out_features=8, relation__hidden_sizes=(8,), verbose=0, random_state=0)
-
-EXPECTED_FAILED_CHECKS = {
-    **SKORCH_INIT_XFAIL,
-}
-
-
-test_sklearn_compatible = sklearn_checks([RelationNetworkClassifier(**TINY)], EXPECTED_FAILED_CHECKS)
 
 
 TASKS, X_NEW, Y_NEW = subspace_tasks()
@@ -31,11 +24,6 @@ LEARNER = dict(module__hidden_sizes=(32,), module__out_features=16, max_epochs=4
 @pytest.fixture(scope="module")
 def meta_fitted():
     return RelationNetworkClassifier(**LEARNER).meta_fit(TASKS)
-
-
-@parametrize_with_meta_checks([(RelationNetworkClassifier(**dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW)])
-def test_meta_protocol(check):
-    check()
 
 
 def _relation_scores(learner, X_support, y_support, X_query):

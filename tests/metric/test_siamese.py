@@ -7,20 +7,13 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
-from conftest import SKORCH_INIT_XFAIL, sklearn_checks, subspace_tasks
+from conftest import subspace_tasks
 from skmeta import SiameseNetworkClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import EpisodicSplit
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 TINY = dict(module__hidden_sizes=(16,), module__out_features=8, verbose=0, random_state=0)
-
-EXPECTED_FAILED_CHECKS = {
-    **SKORCH_INIT_XFAIL,
-}
-
-
-test_sklearn_compatible = sklearn_checks([SiameseNetworkClassifier(**TINY)], EXPECTED_FAILED_CHECKS)
 
 
 TASKS, X_NEW, Y_NEW = subspace_tasks()
@@ -30,11 +23,6 @@ LEARNER = dict(module__hidden_sizes=(32,), module__out_features=16, max_epochs=4
 @pytest.fixture(scope="module")
 def meta_fitted():
     return SiameseNetworkClassifier(**LEARNER).meta_fit(TASKS)
-
-
-@parametrize_with_meta_checks([(SiameseNetworkClassifier(**dict(LEARNER, max_epochs=1)), TASKS[:20], X_NEW, Y_NEW)])
-def test_meta_protocol(check):
-    check()
 
 
 def _similarity(learner, X_a, X_b):
@@ -73,7 +61,7 @@ def test_meta_training_separates_same_from_different_pairs_of_new_classes(meta_f
 
 
 def test_meta_loss_is_balanced_binary_cross_entropy_over_all_pairs(meta_fitted):
-    task = meta_fitted._collate_tasks([TASKS[0]])
+    task = [meta_fitted._encode_task(TASKS[0])]
     loss, _ = meta_fitted.meta_loss(task, training=False)
     X = np.concatenate([TASKS[0].X_support.numpy(), TASKS[0].X_query.numpy()])
     y = np.concatenate([TASKS[0].y_support.numpy(), TASKS[0].y_query.numpy()])

@@ -4,15 +4,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from conftest import make_subspace_classes, sklearn_checks
-from skmeta import ANILClassifier, ANILRegressor, EpisodeSampler
+from conftest import make_subspace_classes
+from skmeta import ANILClassifier, EpisodeSampler
 from skmeta.datasets import SinusoidTasks, make_sinusoid
-from skmeta.utils.estimator_checks import parametrize_with_meta_checks
 
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
-
-
-test_sklearn_compatible = sklearn_checks([ANILClassifier(**TINY), ANILRegressor(**TINY)])
 
 
 X_POOL, Y_POOL = make_subspace_classes(n_classes=30, n_per_class=12, n_features=10)
@@ -23,14 +19,6 @@ SINE_TASKS = list(SinusoidTasks(n_tasks=24, k_shot=5, n_query=5, random_state=0)
 X_SINE, Y_SINE = make_sinusoid(40, random_state=1)
 PARAMS = dict(module__hidden_sizes=(16, 16), inner_lr=0.3, inner_steps=3, batch_size=4, max_epochs=1, verbose=0,
               random_state=0)
-
-
-@parametrize_with_meta_checks([
-    (ANILClassifier(**PARAMS), TASKS, X_NEW, Y_NEW),
-    (ANILRegressor(**dict(PARAMS, inner_lr=0.01)), SINE_TASKS, X_SINE, Y_SINE),
-])
-def test_meta_protocol(check):
-    check()
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,14 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
-from conftest import make_subspace_classes, sklearn_checks
+from conftest import make_subspace_classes
 from skmeta import EpisodeSampler, MAMLClassifier, MAMLRegressor
 from skmeta.base import NotMetaFittedWarning
 from skmeta.datasets import SinusoidTasks, make_sinusoid
 from skmeta.model_selection import EpisodicSplit
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
-
-
-test_sklearn_compatible = sklearn_checks([MAMLClassifier(**TINY), MAMLRegressor(**TINY)])
 
 
 def _classification_family():
@@ -31,15 +28,6 @@ SINE_TASKS = list(SinusoidTasks(n_tasks=24, k_shot=5, n_query=5, random_state=0)
 X_SINE, Y_SINE = make_sinusoid(40, random_state=1)
 CLASSIFIER = dict(module__hidden_sizes=(16,), inner_lr=0.3, batch_size=4, max_epochs=1, verbose=0, random_state=0)
 REGRESSOR = dict(module__hidden_sizes=(16,), batch_size=4, max_epochs=1, verbose=0, random_state=0)
-
-
-@parametrize_with_meta_checks([
-    (MAMLClassifier(**CLASSIFIER), TASKS, X_NEW, Y_NEW),
-    (MAMLClassifier(**CLASSIFIER, first_order=True), TASKS, X_NEW, Y_NEW),
-    (MAMLRegressor(**REGRESSOR), SINE_TASKS, X_SINE, Y_SINE),
-])
-def test_meta_protocol(check):
-    check()
 
 
 @pytest.fixture(scope="module")

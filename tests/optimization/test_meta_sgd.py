@@ -1,15 +1,12 @@
 import numpy as np
 import torch
 
-from conftest import make_subspace_classes, sklearn_checks
-from skmeta import EpisodeSampler, MAMLClassifier, MetaSGDClassifier, MetaSGDRegressor
+from conftest import make_subspace_classes
+from skmeta import EpisodeSampler, MAMLClassifier, MetaSGDClassifier
 from skmeta.datasets import SinusoidTasks, make_sinusoid
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
-
-
-test_sklearn_compatible = sklearn_checks([MetaSGDClassifier(**TINY), MetaSGDRegressor(**TINY)])
 
 
 X_POOL, Y_POOL = make_subspace_classes(n_classes=30, n_per_class=12, n_features=10)
@@ -19,14 +16,6 @@ X_NEW, Y_NEW = X_POOL[Y_POOL >= 20], Y_POOL[Y_POOL >= 20]
 SINE_TASKS = list(SinusoidTasks(n_tasks=24, k_shot=5, n_query=5, random_state=0))
 X_SINE, Y_SINE = make_sinusoid(40, random_state=1)
 PARAMS = dict(module__hidden_sizes=(16,), inner_lr=0.3, batch_size=4, max_epochs=1, verbose=0, random_state=0)
-
-
-@parametrize_with_meta_checks([
-    (MetaSGDClassifier(**PARAMS), TASKS, X_NEW, Y_NEW),
-    (MetaSGDRegressor(**dict(PARAMS, inner_lr=0.01)), SINE_TASKS, X_SINE, Y_SINE),
-])
-def test_meta_protocol(check):
-    check()
 
 
 def test_constant_learned_step_sizes_equal_maml():
