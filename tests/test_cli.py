@@ -48,3 +48,28 @@ def test_optimisation_learners_learn_on_the_embedded_data(learner, epochs, tasks
     assert "Classifier(inner_lr=" in out
     learned = re.search(r"Classifier: ([\d.]+) \+- [\d.]+ %", out)
     assert float(learned.group(1)) > floor, out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-way", "1"], "must be at least 2"),
+    (["--episodes", "1"], "must be at least 2"),
+    (["--max-epochs", "-1"], "must be at least 1"),
+    (["--k-shot", "0"], "must be at least 1"),
+    (["--lr", "-0.1"], "positive number"),
+    (["--n-way", "60"], "--n-way 60 with --k-shot 1 and --n-query 15"),
+    (["--k-shot", "30"], "classes with at least 45 examples"),
+])
+def test_bad_values_exit_2_before_any_work(args, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(args + ["-q"])
+    assert stop.value.code == 2
+    err = capsys.readouterr()
+    assert message in err.err
+    assert "meta-training" not in err.out.split("\n", 1)[-1]  # nothing was trained
+
+
+def test_evaluation_shows_progress(capsys):
+    assert main(["--max-epochs", "1", "--tasks-per-epoch", "5", "--episodes", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "evaluating on 5 test episodes" in captured.out
+    assert "episode" in captured.err  # the progress bar
