@@ -272,6 +272,9 @@ class _MetaLSTM(OptimizationMetaLearner):
 
     def initialize_module(self):
         super().initialize_module()
+        # Checked here too: the rule's initialisation reads them, before
+        # on_train_begin's checks.
+        self._check_gate_params()
         self.update_rule_ = MetaLSTMUpdate(
             input_init=self.inner_lr, forget_init=self.forget_init, init_scale=self.gate_init_scale
         )
@@ -306,6 +309,9 @@ class _MetaLSTM(OptimizationMetaLearner):
 
     def _check_params(self):
         super()._check_params()
+        self._check_gate_params()
+
+    def _check_gate_params(self):
         check_scalar(self.inner_lr, "inner_lr", numbers.Real, min_val=0, max_val=1, include_boundaries="neither")
         check_scalar(self.forget_init, "forget_init", numbers.Real, min_val=0, max_val=1, include_boundaries="right")
         check_scalar(self.gate_init_scale, "gate_init_scale", numbers.Real, min_val=0)

@@ -194,3 +194,14 @@ def test_learned_optimizer_trains_a_fresh_network_faster_than_adam():
             losses[name].append(_train(network, make(network.parameters()), X, y, n_steps=20))
     mean = {name: np.mean(values) for name, values in losses.items()}
     assert mean["learned"] < 0.85 * mean["adam"] and mean["learned"] < 0.9 * mean["untrained"], mean
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(inner_lr=1.5), "inner_lr == 1.5, must be < 1"),
+    (dict(forget_init=0.0), "forget_init == 0.0, must be > 0"),
+    (dict(forget_init=1.01), "forget_init == 1.01, must be <= 1"),
+    (dict(gate_init_scale=-0.1), "gate_init_scale == -0.1, must be >= 0"),
+], ids=["inner_lr", "forget_init_low", "forget_init_high", "gate_init_scale"])
+def test_bad_gate_parameters_raise(params, message):
+    with pytest.raises(ValueError, match=message):
+        MetaLSTMClassifier(**{**PARAMS, **params}).meta_fit(TASKS)
