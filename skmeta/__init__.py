@@ -14,6 +14,8 @@ from .optimization import (
     ANILRegressor,
     MAMLClassifier,
     MAMLRegressor,
+    MetaLSTMClassifier,
+    MetaLSTMRegressor,
     MetaSGDClassifier,
     MetaSGDRegressor,
     ReptileClassifier,
@@ -40,6 +42,8 @@ __all__ = [
     "ANILRegressor",
     "ReptileClassifier",
     "ReptileRegressor",
+    "MetaLSTMClassifier",
+    "MetaLSTMRegressor",
     # memory-based
     "MANNClassifier",
     # tabular, across datasets

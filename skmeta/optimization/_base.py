@@ -72,7 +72,7 @@ __all__ = ["OptimizationMetaLearner"]
 
 
 class OptimizationMetaLearner(MetaLearner):
-    """Base of MAML, Meta-SGD, ANIL and Reptile (not used directly).
+    """Base of MAML, Meta-SGD, ANIL, Reptile and MetaLSTM (not used directly).
 
     The backbone's output is the prediction: class scores (its first
     ``n_classes`` outputs) or regression targets. When the backbone class
@@ -118,7 +118,14 @@ class OptimizationMetaLearner(MetaLearner):
     # ------------------------------------------------------------------
     @abstractmethod
     def _step_size(self, adapting, detach):
-        """The inner step size: a float, or a tensor per parameter name."""
+        """The inner step size: a float, a tensor per parameter name, or the
+        parameters of the learned update rule that ``_update_rule`` applies."""
+
+    def _update_rule(self, step_size):
+        """A learned update in place of gradient descent (see
+        :func:`~skmeta.optimization.inner_loop`'s ``update``); None means
+        ``params - step_size * grads``."""
+        return None
 
     def _first_order(self):
         return bool(self.first_order)
@@ -136,9 +143,10 @@ class OptimizationMetaLearner(MetaLearner):
     # the inner loop, written once
     # ------------------------------------------------------------------
     def _adapted(self, params, X_support, y_support, n_outputs, n_steps, lr, first_order):
-        """``params`` after ``n_steps`` of gradient descent on one support set."""
+        """``params`` after ``n_steps`` of gradient descent (or of the
+        method's update rule) on one support set."""
         loss, start = self._support_objective(params, X_support, y_support, n_outputs)
-        return {**params, **inner_loop(loss, start, lr, n_steps, first_order)}
+        return {**params, **inner_loop(loss, start, lr, n_steps, first_order, update=self._update_rule(lr))}
 
     def _forward(self, params, X, reference=None):
         if not self._task_normalised():

@@ -32,7 +32,7 @@ import contextvars
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
 __all__ = ["TaskBatchNorm", "use_task_batch_norm", "functional_forward", "inner_loop", "map_tasks"]
 
@@ -198,7 +198,7 @@ def functional_forward(module, params, X, reference=None):
     return output[n_reference:]
 
 
-def inner_loop(loss, params, lr, n_steps, first_order=False):
+def inner_loop(loss, params, lr, n_steps, first_order=False, update=None):
     """Gradient descent on ``loss`` from ``params``, as a pure function.
 
     Parameters
@@ -211,16 +211,23 @@ def inner_loop(loss, params, lr, n_steps, first_order=False):
 
     lr : float or dict of str to torch.Tensor
         Step size: one for all, or one per parameter and per element
-        (Meta-SGD's learned rates).
+        (Meta-SGD's learned rates). Unused with ``update``.
 
     n_steps : int
         Number of steps; 0 returns ``params``.
 
     first_order : bool, default=False
-        Detach the inner gradients from the outer graph, so the
-        meta-gradient drops the second-order term (Finn et al.'s
-        first-order approximation). Without an outer graph (adaptation in
-        ``fit``) both give the same steps.
+        Detach the inner gradients (and losses) from the outer graph, so
+        the meta-gradient drops the second-order term (Finn et al.'s
+        first-order approximation, Ravi and Larochelle's truncation).
+        Without an outer graph (adaptation in ``fit``) both give the same
+        steps.
+
+    update : callable or None, default=None
+        A learned update rule in place of ``params - lr * grads``:
+        ``update(params, grads, loss, state) -> (params, state)``, where
+        ``loss`` is the support loss at ``params`` and ``state`` is what
+        the rule returned at the previous step (None at the first).
 
     Returns
     -------
@@ -234,19 +241,19 @@ def inner_loop(loss, params, lr, n_steps, first_order=False):
     >>> adapted["w"]
     tensor([0.2500])
     """
-    gradient = grad(loss)
+    gradient = grad_and_value(loss)
     if not first_order:  # the outer backward will differentiate these gradients
         gradient = _unfused()(gradient)
+    state = None
     for _ in range(n_steps):
-        grads = gradient(params)
-        params = {
-            name: _laid_out_as(
-                value - (lr[name] if isinstance(lr, dict) else lr)
-                * (grads[name].detach() if first_order else grads[name]),
-                value,
-            )
-            for name, value in params.items()
-        }
+        grads, loss_value = gradient(params)
+        if first_order:
+            grads, loss_value = {name: g.detach() for name, g in grads.items()}, loss_value.detach()
+        if update is None:
+            stepped = {name: p - (lr[name] if isinstance(lr, dict) else lr) * grads[name] for name, p in params.items()}
+        else:
+            stepped, state = update(params, grads, loss_value, state)
+        params = {name: _laid_out_as(stepped[name], p) for name, p in params.items()}
     return params
 
 

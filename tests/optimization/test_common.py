@@ -14,6 +14,8 @@ from skmeta import (
     EpisodeSampler,
     MAMLClassifier,
     MAMLRegressor,
+    MetaLSTMClassifier,
+    MetaLSTMRegressor,
     MetaSGDClassifier,
     MetaSGDRegressor,
     ReptileClassifier,
@@ -24,8 +26,8 @@ from skmeta.datasets import SinusoidTasks, make_sinusoid
 from skmeta.modules import Conv4
 from skmeta.utils.estimator_checks import meta_state
 
-CLASSIFIERS = [MAMLClassifier, MetaSGDClassifier, ANILClassifier, ReptileClassifier]
-REGRESSORS = [MAMLRegressor, MetaSGDRegressor, ANILRegressor, ReptileRegressor]
+CLASSIFIERS = [MAMLClassifier, MetaSGDClassifier, ANILClassifier, ReptileClassifier, MetaLSTMClassifier]
+REGRESSORS = [MAMLRegressor, MetaSGDRegressor, ANILRegressor, ReptileRegressor, MetaLSTMRegressor]
 
 X_POOL, Y_POOL = make_subspace_classes(n_classes=30, n_per_class=12, n_features=10)
 TASKS = list(EpisodeSampler(X_POOL[Y_POOL < 20], Y_POOL[Y_POOL < 20], n_way=3, k_shot=2, n_query=4, n_tasks=16,
@@ -78,6 +80,8 @@ def test_fewer_support_classes_than_outputs_use_the_first_outputs(cls):
         rates = {name: value[:2] if name.startswith("rates.layers-2") else value
                  for name, value in three_way.inner_lrs_.state_dict().items()}
         two_way.inner_lrs_.load_state_dict(rates)
+    if hasattr(three_way, "update_rule_"):  # coordinate-wise: the same rule for any number of outputs
+        two_way.update_rule_.load_state_dict(three_way.update_rule_.state_dict())
     support = np.r_[0:2, 12:14]
     expected = two_way.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[30:40])
     got = three_way.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[30:40])
@@ -156,7 +160,7 @@ def test_conv4_learners_on_images_flat_and_nd_agree(cls):
     assert flat.shape == (40, 4) and learner.support_X_.shape == (8, 12, 12)
 
 
-@pytest.mark.parametrize("cls", [MAMLClassifier, ReptileClassifier])
+@pytest.mark.parametrize("cls", [MAMLClassifier, ReptileClassifier, MetaLSTMClassifier])
 def test_vectorized_and_looped_meta_training_agree(cls):
     looped = _meta_fitted(cls, vectorize_tasks=False, max_epochs=2)
     vectorized = _meta_fitted(cls, vectorize_tasks=True, max_epochs=2)
