@@ -179,7 +179,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         if self.precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
         check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
-        check_scalar(self.max_epochs, "max_epochs", numbers.Integral, min_val=1)
+        check_scalar(self.max_epochs, "max_epochs", numbers.Integral, min_val=0)
         check_scalar(self.lr, "lr", numbers.Real, min_val=0, include_boundaries="neither")
         if self.input_shape is not None:
             shape = self.input_shape

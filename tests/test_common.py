@@ -27,6 +27,8 @@ from skmeta import (
     MAMLRegressor,
     MANNClassifier,
     MatchingNetworkClassifier,
+    MetaLSTMClassifier,
+    MetaLSTMRegressor,
     MetaSGDClassifier,
     MetaSGDRegressor,
     PretrainedClassifier,
@@ -64,7 +66,7 @@ SKLEARN_CHECKED = [
     FeatureVoteClassifier(module__hidden_size=8, **SMALL),
     *(cls(module__hidden_sizes=(8,), **SMALL) for cls in (
         MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSGDRegressor,
-        ANILClassifier, ANILRegressor, ReptileClassifier, ReptileRegressor,
+        ANILClassifier, ANILRegressor, ReptileClassifier, ReptileRegressor, MetaLSTMClassifier, MetaLSTMRegressor,
     )),
 ]
 
@@ -128,6 +130,9 @@ META_CASES = [
     (ANILRegressor(**dict(SINE, module__hidden_sizes=(16, 16), inner_steps=3)), SINE_TASKS, X_SINE, Y_SINE),
     (ReptileClassifier(**OPT), OPT_TASKS, X_OPT_NEW, Y_OPT_NEW),
     (ReptileRegressor(**SINE), SINE_TASKS, X_SINE, Y_SINE),
+    (MetaLSTMClassifier(**dict(OPT, inner_steps=2)), OPT_TASKS, X_OPT_NEW, Y_OPT_NEW),
+    (MetaLSTMClassifier(**dict(OPT, inner_steps=2), first_order=True), OPT_TASKS, X_OPT_NEW, Y_OPT_NEW),
+    (MetaLSTMRegressor(**dict(SINE, inner_steps=2)), SINE_TASKS, X_SINE, Y_SINE),
 ]
 
 # Every expected failure of a meta check, with its reason.

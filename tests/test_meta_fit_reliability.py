@@ -26,6 +26,8 @@ from skmeta import (
     MAMLRegressor,
     MANNClassifier,
     MatchingNetworkClassifier,
+    MetaLSTMClassifier,
+    MetaLSTMRegressor,
     MetaSGDClassifier,
     MetaSGDRegressor,
     PretrainedClassifier,
@@ -67,6 +69,8 @@ CONFIGS = {
     "anil_regressor": (ANILRegressor, dict(SINE, module__hidden_sizes=(16, 16)), "sine"),
     "reptile": (ReptileClassifier, OPT, "classes"),
     "reptile_regressor": (ReptileRegressor, SINE, "sine"),
+    "metalstm": (MetaLSTMClassifier, dict(OPT, inner_steps=2), "classes"),
+    "metalstm_regressor": (MetaLSTMRegressor, dict(SINE, inner_steps=2), "sine"),
 }
 
 

@@ -163,7 +163,7 @@ def test_parameters_are_checked_in_fit_not_predict():
     with pytest.raises(ValueError, match="precision"):
         _learner(precision="float16").meta_fit(TASKS[:4])
     with pytest.raises(ValueError, match="max_epochs"):
-        _learner(max_epochs=0).meta_fit(TASKS[:4])
+        _learner(max_epochs=-1).meta_fit(TASKS[:4])
 
 
 def test_dataframe_input_gives_no_warning():

