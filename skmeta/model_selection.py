@@ -17,8 +17,12 @@ from sklearn.utils import check_random_state, check_scalar, indexable
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
 
+from ._evaluation import EpisodeScores, evaluate_episodes
+
 __all__ = [
+    "EpisodeScores",
     "EpisodicSplit",
+    "evaluate_episodes",
     "format_confidence_interval",
     "mean_confidence_interval",
 ]
