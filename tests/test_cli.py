@@ -48,3 +48,22 @@ def test_optimisation_learners_learn_on_the_embedded_data(learner, epochs, tasks
     assert "Classifier(inner_lr=" in out
     learned = re.search(r"Classifier: ([\d.]+) \+- [\d.]+ %", out)
     assert float(learned.group(1)) > floor, out
+
+
+def test_save_writes_a_learner_to_load_for_cross_val_score(tmp_path, capsys):
+    import pickle
+
+    from sklearn.model_selection import cross_val_score
+
+    from conftest import make_subspace_classes
+    from skmeta.model_selection import EpisodicSplit
+
+    path = tmp_path / "learner.pkl"
+    assert main(["--max-epochs", "1", "--tasks-per-epoch", "5", "--episodes", "5", "-q", "--save", str(path)]) == 0
+    assert f"saved the meta-trained learner to {path}" in capsys.readouterr().out
+    with open(path, "rb") as f:
+        learner = pickle.load(f)
+    assert learner.meta_n_features_in_ == 32
+    X, y = make_subspace_classes(n_features=32)
+    scores = cross_val_score(learner, X, y, cv=EpisodicSplit(n_episodes=3, random_state=0))
+    assert scores.shape == (3,)

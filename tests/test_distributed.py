@@ -160,3 +160,34 @@ def test_single_process_is_left_alone(monkeypatch):
     without.meta_fit(tasks)
     for (key, a), (_, b) in zip(with_callback.get_all_learnable_params(), without.get_all_learnable_params()):
         assert torch.equal(a, b), key
+
+
+def test_torchrun_recipe_trains_in_two_processes_and_loads_in_one(tmp_path):
+    # The recipe of docs/scaling.md, small: torchrun meta-trains from the
+    # command line and saves; one process loads it for cross_val_score.
+    import shutil
+    import subprocess
+    import sys
+
+    from sklearn.model_selection import cross_val_score
+
+    from conftest import make_subspace_classes
+    from skmeta.model_selection import EpisodicSplit
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun is not beside this Python")
+    path = tmp_path / "learner.pkl"
+    command = [torchrun, "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "skmeta",
+               "--max-epochs", "1", "--tasks-per-epoch", "8", "--episodes", "2", "--threads", "1",
+               "--save", str(path)]
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # One report, from rank 0.
+    assert run.stdout.count("saved the meta-trained learner") == 1, run.stdout
+    with open(path, "rb") as f:
+        learner = pickle.load(f)
+    X, y = make_subspace_classes(n_features=32)
+    scores = cross_val_score(learner, X, y, cv=EpisodicSplit(n_episodes=3, random_state=0))
+    assert scores.shape == (3,)
