@@ -23,7 +23,7 @@ setup(
         "pillow>=9.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5"],
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "dask[distributed]>=2023.1"],
         "plot": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["skmeta=skmeta.cli:main"]},

@@ -3,6 +3,7 @@
     skmeta                                  # embedded data, no files needed
     skmeta --omniglot PATH                  # Lake's Omniglot zips in PATH
     skmeta --learner protonet --n-way 5 --k-shot 5 --episodes 600
+    torchrun --nproc_per_node=2 -m skmeta --save learner.pkl   # data-parallel meta-training
 
 Classes are split in two: meta-training sees one part, the reported
 accuracy is on episodes of the other (for Omniglot, whole alphabets are held
@@ -12,6 +13,8 @@ floor every meta-learner must clear.
 """
 
 import argparse
+import os
+import pickle
 import sys
 import time
 
@@ -23,6 +26,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .datasets import OMNIGLOT_TEST_ALPHABETS, load_omniglot, make_subspace_classification
+from .distributed import DataParallel, init_process_group, is_main_process, shard_tasks
 from .memory import MANNClassifier
 from .metric import (
     MatchingNetworkClassifier,
@@ -136,6 +140,8 @@ def build_parser():
     training.add_argument("--device", default="cpu")
     training.add_argument("--threads", type=_integer(1), default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--random-state", type=_integer(0), default=0)
+    parser.add_argument("--save", metavar="PATH",
+                        help="pickle the meta-trained learner to PATH (pickle.load reads it back, on any device)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-epoch log")
     return parser
 
@@ -172,6 +178,11 @@ def evaluate(learner, X, y, cv, description, quiet):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Under torchrun: join the other processes (each meta-trains on its shard
+    # of every pass; gradients are averaged); only rank 0 reports and saves.
+    args.device = init_process_group(device=args.device)
+    if not is_main_process():
+        sys.stdout = open(os.devnull, "w")
     if args.threads:
         torch.set_num_threads(args.threads)
     precision = args.precision
@@ -200,8 +211,19 @@ def main(argv=None):
           f"{args.max_epochs} epochs x {args.tasks_per_epoch} episodes of "
           f"{args.n_way}-way {args.k_shot}-shot")
     start = time.perf_counter()
+    if torch.distributed.is_initialized():
+        learner.set_params(callbacks=[("data_parallel", DataParallel())])
+        tasks = shard_tasks(tasks)
     learner.meta_fit(tasks)
     seconds = time.perf_counter() - start
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+        if not is_main_process():
+            return 0
+    if args.save:
+        with open(args.save, "wb") as f:
+            pickle.dump(learner, f)
+        print(f"saved the meta-trained learner to {args.save}")
     print(f"meta-trained in {seconds:.1f} s ({args.max_epochs * args.tasks_per_epoch / seconds:.1f} episodes/s)")
 
     cv = EpisodicSplit(n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,

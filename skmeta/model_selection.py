@@ -19,10 +19,13 @@ from sklearn.utils import check_random_state, check_scalar, indexable
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
 
+from ._evaluation import EpisodeScores, evaluate_episodes
 from .tasks._stream import ClassPool, check_episode_shape
 
 __all__ = [
+    "EpisodeScores",
     "EpisodicSplit",
+    "evaluate_episodes",
     "format_confidence_interval",
     "mean_confidence_interval",
 ]
@@ -238,9 +241,11 @@ class EpisodicSplit(BaseCrossValidator):
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         n_per_class = None if self.n_query is None else n_needed
         for start in range(0, self.n_episodes, self._chunk):
+            # Whole chunks, cut to length: the first n episodes are the same
+            # whatever n_episodes is.
+            index, _, counts = pool.draw(generator, self._chunk, self.n_way, n_per_class, classes=eligible)
             n = min(self._chunk, self.n_episodes - start)
-            index, _, counts = pool.draw(generator, n, self.n_way, n_per_class, classes=eligible)
-            index, counts = index.numpy(), counts.numpy()
+            index, counts = index[:n].numpy(), counts[:n].numpy()
             for members, sizes in zip(index, counts):
                 if self.n_query is None:
                     query = np.concatenate([row[self.k_shot : size] for row, size in zip(members, sizes)])

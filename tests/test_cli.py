@@ -73,3 +73,22 @@ def test_evaluation_shows_progress(capsys):
     captured = capsys.readouterr()
     assert "evaluating on 5 test episodes" in captured.out
     assert "episode" in captured.err  # the progress bar
+
+
+def test_save_writes_a_learner_to_load_for_cross_val_score(tmp_path, capsys):
+    import pickle
+
+    from sklearn.model_selection import cross_val_score
+
+    from conftest import make_subspace_classes
+    from skmeta.model_selection import EpisodicSplit
+
+    path = tmp_path / "learner.pkl"
+    assert main(["--max-epochs", "1", "--tasks-per-epoch", "5", "--episodes", "5", "-q", "--save", str(path)]) == 0
+    assert f"saved the meta-trained learner to {path}" in capsys.readouterr().out
+    with open(path, "rb") as f:
+        learner = pickle.load(f)
+    assert learner.meta_n_features_in_ == 32
+    X, y = make_subspace_classes(n_features=32)
+    scores = cross_val_score(learner, X, y, cv=EpisodicSplit(n_episodes=3, random_state=0))
+    assert scores.shape == (3,)

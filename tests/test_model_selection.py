@@ -275,3 +275,14 @@ def test_format_confidence_interval_reports_percentages():
     scores = [0.0, 1.0] * 300
     assert format_confidence_interval(scores) == "50.00 +- 4.01 %"
     assert format_confidence_interval(scores, percent=False) == "0.5000 +- 0.0401"
+
+
+def test_the_first_episodes_do_not_depend_on_n_episodes():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    short = list(EpisodicSplit(n_way=5, k_shot=1, n_query=5, n_episodes=50, random_state=0).split(X, y))
+    long = list(EpisodicSplit(n_way=5, k_shot=1, n_query=5, n_episodes=200, random_state=0).split(X, y))
+    for (a_support, a_query), (b_support, b_query) in zip(short, long):
+        np.testing.assert_array_equal(a_support, b_support)
+        np.testing.assert_array_equal(a_query, b_query)
