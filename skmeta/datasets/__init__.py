@@ -3,6 +3,7 @@
 from ._base import get_data_home
 from ._generators import make_subspace_classification
 from ._omniglot import load_omniglot, load_omniglot_runs
+from ._prior import PriorTasks, make_prior_tasks
 from ._sinusoid import SinusoidTasks, make_sinusoid
 from ._tabular import list_tabular_datasets, load_tabular
 
@@ -14,5 +15,7 @@ __all__ = [
     "SinusoidTasks",
     "make_sinusoid",
     "load_tabular",
+    "PriorTasks",
+    "make_prior_tasks",
     "list_tabular_datasets",
 ]
