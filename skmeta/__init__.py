@@ -19,7 +19,7 @@ from .optimization import (
     ReptileClassifier,
     ReptileRegressor,
 )
-from .tabular import FeatureVoteClassifier
+from .tabular import FeatureVoteClassifier, InContextClassifier
 from .tasks import EpisodeSampler, Task
 
 __all__ = [
@@ -44,5 +44,6 @@ __all__ = [
     "MANNClassifier",
     # tabular, across datasets
     "FeatureVoteClassifier",
+    "InContextClassifier",
     "__version__",
 ]
