@@ -53,7 +53,7 @@ class PriorTasks:
     task within the given ranges, so one learner meta-trains for all of
     them. Each pass yields ``n_tasks`` new tasks from one random stream
     (endless when ``n_tasks`` is None); every row of a task is drawn at
-    once with array operations (about a millisecond per task).
+    once with array operations.
 
     Parameters
     ----------
