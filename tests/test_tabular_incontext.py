@@ -210,3 +210,18 @@ def test_prediction_rejects_infinity():
     X[0, 0] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         DEFAULT.predict(X)
+
+
+def test_training_script_writes_loadable_weights(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import train_incontext_default
+
+    out = tmp_path / "weights.pt"
+    monkeypatch.setattr(train_incontext_default, "NETWORK", {k.removeprefix("module__"): v for k, v in NETWORK.items()})
+    train_incontext_default.main(["--minutes", "0.02", "--out", str(out), "--threads", str(torch.get_num_threads())])
+    saved = torch.load(out, weights_only=True)
+    assert saved["training"]["meta_updates"] >= 1 and saved["training"]["device"] == "cpu"
+    learner = InContextClassifier(pretrained=out, random_state=0).fit(X_WINE[::10], Y_WINE[::10])
+    assert learner.predict_proba(X_WINE[:5]).shape == (5, 3)
