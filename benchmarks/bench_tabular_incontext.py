@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_tabular  # noqa: E402
+import bench_tabular
 
-from skmeta.tabular.incontext import DEFAULT_WEIGHTS  # noqa: E402
+from skmeta.tabular.incontext import DEFAULT_WEIGHTS
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_wine
 from sklearn.model_selection import cross_val_score
 
-from conftest import SKORCH_INIT_XFAIL, sklearn_checks
+from conftest import sklearn_checks
 from skmeta.base import NotMetaFittedWarning
 from skmeta.datasets import make_prior_tasks
 from skmeta.model_selection import EpisodicSplit
@@ -27,12 +27,8 @@ X_WINE, Y_WINE = load_wine(return_X_y=True)
 DEFAULT = InContextClassifier(random_state=0).fit(X_WINE[:3], Y_WINE[:3])
 
 
-test_sklearn_compatible = sklearn_checks(
-    [InContextClassifier(**TINY), InContextClassifier(random_state=0)],
-    expected_failed_checks={
-        **SKORCH_INIT_XFAIL,
-    },
-)
+# The default instance loads the shipped weights at its first fit.
+test_sklearn_compatible = sklearn_checks([InContextClassifier(**TINY), InContextClassifier(random_state=0)])
 
 
 @parametrize_with_meta_checks([(InContextClassifier(max_epochs=1, **TINY), TASKS, X_WINE, Y_WINE)])
@@ -132,7 +128,7 @@ def test_missing_values_are_accepted():
 
 
 def test_more_than_ten_classes():
-    X, y, X_query, y_query = _episode(13, 2, 8)
+    X, y, X_query, _ = _episode(13, 2, 8)
     assert DEFAULT.fit(X, y).predict_proba(X_query).shape == (len(X_query), 13)
 
 
