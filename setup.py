@@ -14,6 +14,8 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     packages=find_packages(include=["skmeta", "skmeta.*"]),
+    # The shipped weights of InContextClassifier.
+    package_data={"skmeta.tabular": ["_weights/*.pt"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.22",

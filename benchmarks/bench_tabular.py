@@ -12,7 +12,10 @@ encoded): 5-fold leave-datasets-out rotation; ``FeatureVoteClassifier``
 meta-trained on 28 datasets, tested on the 7 others at 2- to 5-way (as many
 ways as a dataset has classes), 1, 5 and 10 shots, against the same three
 baselines with a scaler fitted on each support set (the only data a new
-dataset offers).
+dataset offers). ``InContextClassifier`` with its shipped weights, meta-trained
+on the synthetic prior only (no real dataset), runs on the same episodes:
+every dataset is unseen by it. Fit + predict latency per 5-way 5-shot episode
+with 50 queries is timed for every method.
 
     python benchmarks/bench_tabular.py            # full: about 10 minutes on 2 cores
     python benchmarks/bench_tabular.py --quick    # smoke run, under a minute
@@ -45,7 +48,7 @@ from skmeta import EpisodeSampler, ProtoNetClassifier
 from skmeta.datasets import list_tabular_datasets, load_tabular
 from skmeta.model_selection import EpisodicSplit, mean_confidence_interval
 from skmeta.pipeline import make_meta_pipeline
-from skmeta.tabular import FeatureVoteClassifier
+from skmeta.tabular import FeatureVoteClassifier, InContextClassifier
 from skmeta.tasks import DatasetCollection, split_classes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +56,9 @@ WITHIN = {"letter": 13, "texture": 6}  # dataset -> meta-training classes
 WITHIN_SHOTS = (1, 5)
 ACROSS_SHOTS = (1, 5, 10)
 N_FOLDS = 5
+BASELINES = ("1-NN", "logistic regression", "random forest")
+META_LEARNERS = ("FeatureVote", "InContext (prior only)")
+LATENCY_DATASETS = ("letter", "optdigits")  # 16 and 64 features
 
 
 def baselines(scaler):
@@ -132,6 +138,9 @@ def across_datasets(args, data_home, log):
     names = list(list_tabular_datasets(data_home=data_home)["name"])
     data = {name: encoded(name, data_home) for name in names}
     results, timings = {}, {}
+    # Trained on the prior only: one learner for every fold. Fitted once so
+    # that its shipped weights are loaded before the episodes clone it.
+    incontext = InContextClassifier(random_state=0).fit(*data[names[0]])
     for fold, test_names in enumerate(folds(names, N_FOLDS)[: args.folds]):
         train = {name: data[name] for name in names if name not in test_names}
         tasks = DatasetCollection(train, n_way=(2, 5), k_shot=(1, 10), n_query=10,
@@ -141,7 +150,7 @@ def across_datasets(args, data_home, log):
         timings[fold] = time.perf_counter() - start
         log(f"fold {fold}: meta-trained on {len(train)} datasets in {timings[fold]:.0f} s; "
             f"testing on {', '.join(test_names)}")
-        methods = {"FeatureVote": learner, **baselines(StandardScaler())}
+        methods = {"FeatureVote": learner, "InContext (prior only)": incontext, **baselines(StandardScaler())}
         for name in test_names[: args.datasets_per_fold]:
             X, y = data[name]
             n_classes = len(np.unique(y))
@@ -155,7 +164,25 @@ def across_datasets(args, data_home, log):
                     results[(name, method, k_shot)] = cross_val_score(estimator, X, y, cv=cv, n_jobs=args.jobs)
             log("  " + name + ": " + ", ".join(
                 f"{m} {100 * np.mean(results[(name, m, 5)]):.1f}" for m in methods) + " (5-shot)")
+        for name in LATENCY_DATASETS:
+            if name in test_names[: args.datasets_per_fold]:
+                timings[("latency", name)] = latency(methods, *data[name], args.latency_episodes)
     return results, timings
+
+
+def latency(methods, X, y, n_episodes):
+    """Median milliseconds of fit + predict per 5-way 5-shot episode with 50
+    queries, one method at a time on the same episodes."""
+    splits = list(EpisodicSplit(n_way=5, k_shot=5, n_query=10, n_episodes=n_episodes, random_state=1).split(X, y))
+    medians = {}
+    for method, estimator in methods.items():
+        times = []
+        for support, query in splits:
+            start = time.perf_counter()
+            estimator.fit(X[support], y[support]).predict(X[query])
+            times.append(time.perf_counter() - start)
+        medians[method] = 1000 * float(np.median(times))
+    return medians
 
 
 # ----------------------------------------------------------------------
@@ -250,8 +277,15 @@ def report(args, within, within_times, across, across_times, seconds, plot_name)
     lines += ["Meta-training time (s): " + ", ".join(
         f"{name} {method} {k}-shot {t:.0f}" for (name, method, k), t in within_times.items()), ""]
 
+    return lines + report_across(args, across, across_times)
+
+
+def report_across(args, across, across_times):
+    """The across-datasets section of the report, as lines of markdown."""
+    lines = []
     methods = _methods(across)
-    baseline_names = [m for m in methods if m != "FeatureVote"]
+    baseline_names = [m for m in methods if m in BASELINES]
+    meta_names = [m for m in methods if m in META_LEARNERS]
     lines += [
         "## Across datasets: datasets never seen in meta-training",
         "",
@@ -264,6 +298,11 @@ def report(args, within, within_times, across, across_times, seconds, plot_name)
         "classifier)` fitted on the support set. Nominal features are one-hot encoded with each "
         "dataset's categories (no labels involved) for every method.",
         "",
+        "`InContextClassifier(random_state=0)` uses its shipped weights (see docs/tabular.md), "
+        "meta-trained on the synthetic prior `make_prior_tasks` only: no dataset of this table was "
+        "used in any of its meta-training, so its column is the same for every fold (4 ensemble "
+        "members, the default).",
+        "",
         "Mean accuracy (%) +- 95% confidence interval over all test episodes:",
         "",
         "| method | " + " | ".join(f"{k}-shot" for k in ACROSS_SHOTS) + " |",
@@ -271,24 +310,34 @@ def report(args, within, within_times, across, across_times, seconds, plot_name)
     ]
     for method in methods:
         lines.append(f"| {method} | " + " | ".join(_ci(pooled(across, method, k)) for k in ACROSS_SHOTS) + " |")
-    lines += ["", "FeatureVote minus the best baseline at each k, on the same episodes (paired):", "",
-              "| k | best baseline | difference (points) | datasets won / tied / lost |", "| --- | --- | --- | --- |"]
-    for k in ACROSS_SHOTS:
-        best = max(baseline_names, key=lambda m: pooled(across, m, k).mean())
-        diff = paired_difference(across, "FeatureVote", best, k)
-        won = tied = lost = 0
-        for name in _datasets(across):
-            d = across[(name, "FeatureVote", k)] - across[(name, best, k)]
-            mean, half = mean_confidence_interval(d) if np.ptp(d) > 0 else (float(d.mean()), 0.0)
-            won, tied, lost = won + (mean - half > 0), tied + (abs(mean) <= half), lost + (mean + half < 0)
-        lines.append(f"| {k} | {best} | {_ci(diff)} | {won} / {tied} / {lost} |")
+    lines += ["", "Each meta-learner minus the best baseline at each k, on the same episodes (paired):", "",
+              "| method | k | best baseline | difference (points) | datasets won / tied / lost |",
+              "| --- | --- | --- | --- | --- |"]
+    for meta in meta_names:
+        for k in ACROSS_SHOTS:
+            best = max(baseline_names, key=lambda m: pooled(across, m, k).mean())
+            diff = paired_difference(across, meta, best, k)
+            won = tied = lost = 0
+            for name in _datasets(across):
+                d = across[(name, meta, k)] - across[(name, best, k)]
+                mean, half = mean_confidence_interval(d) if np.ptp(d) > 0 else (float(d.mean()), 0.0)
+                won, tied, lost = won + (mean - half > 0), tied + (abs(mean) <= half), lost + (mean + half < 0)
+            lines.append(f"| {meta} | {k} | {best} | {_ci(diff)} | {won} / {tied} / {lost} |")
+    latencies = {key[1]: value for key, value in across_times.items() if isinstance(key, tuple)}
+    if latencies:
+        lines += ["", f"Fit + predict per 5-way 5-shot episode with 50 queries, median over "
+                  f"{args.latency_episodes} episodes (ms, one method at a time, the machine above):", "",
+                  "| dataset | " + " | ".join(methods) + " |", "| --- |" + " --- |" * len(methods)]
+        for name, medians in latencies.items():
+            lines.append(f"| {name} | " + " | ".join(f"{medians[m]:.1f}" for m in methods) + " |")
     lines += ["", "Per dataset, mean accuracy (%) over its episodes:", "",
               "| dataset | " + " | ".join(f"{m} {k}-shot" for k in ACROSS_SHOTS for m in methods) + " |",
               "| --- |" + " --- |" * (len(methods) * len(ACROSS_SHOTS))]
     for name in sorted(_datasets(across)):
         lines.append(f"| {name} | " + " | ".join(
             f"{100 * across[(name, m, k)].mean():.1f}" for k in ACROSS_SHOTS for m in methods) + " |")
-    lines += ["", "Meta-training time per fold (s): " + ", ".join(f"{t:.0f}" for t in across_times.values()), ""]
+    lines += ["", "FeatureVote meta-training time per fold (s): " + ", ".join(
+        f"{t:.0f}" for key, t in across_times.items() if not isinstance(key, tuple)), ""]
     return lines
 
 
@@ -306,9 +355,11 @@ def main(argv=None):
     # of the episodes), most of it the baselines: logistic regression and
     # random forest take 30-200 ms per episode, the meta-learners 3-10 ms.
     full = dict(within_datasets=None, within_tasks=400, within_epochs=4, within_episodes=600,
-                across_tasks=1000, across_epochs=4, across_episodes=10, folds=N_FOLDS, datasets_per_fold=None)
+                across_tasks=1000, across_epochs=4, across_episodes=10, folds=N_FOLDS, datasets_per_fold=None,
+                latency_episodes=50)
     quick = dict(within_datasets=1, within_tasks=50, within_epochs=1, within_episodes=10,
-                 across_tasks=100, across_epochs=1, across_episodes=3, folds=1, datasets_per_fold=2)
+                 across_tasks=100, across_epochs=1, across_episodes=3, folds=1, datasets_per_fold=2,
+                 latency_episodes=5)
     for key, value in (quick if args.quick else full).items():
         setattr(args, key, value)
 

@@ -21,7 +21,7 @@ from .optimization import (
     ReptileClassifier,
     ReptileRegressor,
 )
-from .tabular import FeatureVoteClassifier
+from .tabular import FeatureVoteClassifier, InContextClassifier
 from .tasks import EpisodeSampler, Task
 
 __all__ = [
@@ -48,5 +48,6 @@ __all__ = [
     "MANNClassifier",
     # tabular, across datasets
     "FeatureVoteClassifier",
+    "InContextClassifier",
     "__version__",
 ]

@@ -138,6 +138,9 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     # (learners across datasets with different features) set this to False:
     # meta_fit and fit then take tasks of any width.
     _fixed_n_features = True
+    # Learners that take NaN as a missing value set this to True: tasks,
+    # support and query sets may then hold NaN (never infinity).
+    _allow_nan = False
 
     def __init__(
         self,
@@ -180,7 +183,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
         check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
         check_scalar(self.max_epochs, "max_epochs", numbers.Integral, min_val=0)
-        check_scalar(self.lr, "lr", numbers.Real, min_val=0, include_boundaries="neither")
+        check_scalar(self.lr, "lr", numbers.Real, min_val=0)
         if self.input_shape is not None:
             shape = self.input_shape
             if not isinstance(shape, (tuple, list)) or not shape or not all(
@@ -285,7 +288,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         return train, (None if y is None else TaskDataset(y, self._encode_task))
 
     def _encode_task(self, task):
-        X_support, X_query = check_task(task, numeric=self._y_numeric)
+        X_support, X_query = check_task(task, numeric=self._y_numeric, allow_nan=self._allow_nan)
         n_features = math.prod(X_support.shape[1:])
         if self._fixed_n_features and getattr(self, "meta_n_features_in_", n_features) != n_features:
             raise ValueError(
@@ -375,13 +378,13 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     def _meta_fit(self, tasks, val_tasks, reset, epochs=None):
         self._check_params()
         tasks, first = peek_tasks(tasks)
-        check_task(first, numeric=self._y_numeric)
+        check_task(first, numeric=self._y_numeric, allow_nan=self._allow_nan)
         if val_tasks is not None:
             val_tasks, _ = peek_tasks(val_tasks)
             val_tasks = list(val_tasks)
             for index, task in enumerate(val_tasks):
                 try:
-                    check_task(task, numeric=self._y_numeric)
+                    check_task(task, numeric=self._y_numeric, allow_nan=self._allow_nan)
                 except (TypeError, ValueError) as error:
                     raise type(error)(f"validation task {index}: {error}") from error
         input_shape = tuple(np.shape(first.X_support)[1:])
@@ -542,7 +545,8 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         try:
             self._check_params()
             X, shape = self._flat_input(X)
-            X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._y_numeric)
+            X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._y_numeric,
+                                 ensure_all_finite="allow-nan" if self._allow_nan else True)
             check_labels(y, "y", len(X), numeric=self._y_numeric)
             self.task_input_shape_ = shape
             self._prepare_meta_state(shape)
@@ -573,7 +577,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     def _network_input(self, X):
         """Validated rows as the network's input tensor, in the shape it was built for."""
         X = as_tensor(X, self.device, self._dtype)
-        if not torch.isfinite(X).all():
+        if (torch.isinf(X) if self._allow_nan else ~torch.isfinite(X)).any():
             raise ValueError(f"X has values beyond the range of {self.precision} arithmetic (about 3.4e38)")
         shape = getattr(self, "meta_input_shape_", None) or self.task_input_shape_
         return X.reshape(len(X), *shape) if X.dim() == 2 and len(shape) > 1 else X
@@ -602,7 +606,8 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     def _predict_input(self, X):
         check_is_fitted(self)
         X, shape = self._flat_input(X)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(self, X, reset=False, dtype=np.float64,
+                          ensure_all_finite="allow-nan" if self._allow_nan else True)
         return self._network_input(X)
 
     def _query_scores(self, X):

@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 import torch
+from sklearn.datasets import load_wine
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from skorch.callbacks import GradientNormClipping
 
@@ -23,6 +24,7 @@ from skmeta import (
     ANILRegressor,
     EpisodeSampler,
     FeatureVoteClassifier,
+    InContextClassifier,
     MAMLClassifier,
     MAMLRegressor,
     MANNClassifier,
@@ -39,7 +41,7 @@ from skmeta import (
     SiameseNetworkClassifier,
 )
 from skmeta.base import NotMetaFittedWarning
-from skmeta.datasets import SinusoidTasks, make_sinusoid
+from skmeta.datasets import SinusoidTasks, make_prior_tasks, make_sinusoid
 from skmeta.utils.estimator_checks import (
     check_clone_keeps_meta_parameters,
     check_fit_leaves_meta_state,
@@ -52,6 +54,8 @@ from skmeta.utils.estimator_checks import (
 # ----------------------------------------------------------------------
 MLP = dict(module__hidden_sizes=(16,), module__out_features=8)
 SMALL = dict(verbose=0, random_state=0, precision="float64")
+IN_CONTEXT = dict(module__max_features=16, module__d_model=8, module__n_heads=2, module__n_layers=1,
+                  module__dim_feedforward=16)
 MANN_NET = dict(module__controller_size=32, module__memory_rows=16, module__memory_width=8, module__n_reads=1)
 
 SKLEARN_CHECKED = [
@@ -64,6 +68,8 @@ SKLEARN_CHECKED = [
     PretrainedClassifier(classifier="logistic", **MLP, **SMALL),
     MANNClassifier(**MANN_NET, **SMALL),
     FeatureVoteClassifier(module__hidden_size=8, **SMALL),
+    InContextClassifier(pretrained=False, **IN_CONTEXT, **SMALL),
+    InContextClassifier(**SMALL),  # loads the shipped weights at its first fit
     *(cls(module__hidden_sizes=(8,), **SMALL) for cls in (
         MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSGDRegressor,
         ANILClassifier, ANILRegressor, ReptileClassifier, ReptileRegressor, MetaLSTMClassifier, MetaLSTMRegressor,
@@ -110,6 +116,9 @@ MANN = dict(MANN_NET, module__n_way=3, batch_size=8, lr=1e-2, max_epochs=1, verb
             callbacks=[GradientNormClipping(10)])
 
 VOTE_TASKS, X_VOTE, Y_VOTE = make_relevance_family(n_tasks=24)
+PRIOR_TASKS = list(make_prior_tasks(n_tasks=24, n_way=(2, 4), k_shot=(1, 3), n_query=3, max_features=20,
+                                    random_state=0))
+X_WINE, Y_WINE = load_wine(return_X_y=True)
 
 META_CASES = [
     (ProtoNetClassifier(**METRIC), TASKS[:20], X_NEW, Y_NEW),
@@ -121,6 +130,8 @@ META_CASES = [
     (PretrainedClassifier(classifier="logistic", **dict(METRIC, max_epochs=2)), TASKS[:20], X_NEW, Y_NEW),
     (MANNClassifier(**MANN), MANN_TASKS, X_CLUSTERS[Y_CLUSTERS >= 40], Y_CLUSTERS[Y_CLUSTERS >= 40]),
     (FeatureVoteClassifier(module__hidden_size=8, max_epochs=1, verbose=0, random_state=0), VOTE_TASKS, X_VOTE, Y_VOTE),
+    (InContextClassifier(pretrained=False, max_epochs=1, verbose=0, random_state=0, **IN_CONTEXT), PRIOR_TASKS,
+     X_WINE, Y_WINE),
     (MAMLClassifier(**OPT), OPT_TASKS, X_OPT_NEW, Y_OPT_NEW),
     (MAMLClassifier(**OPT, first_order=True), OPT_TASKS, X_OPT_NEW, Y_OPT_NEW),
     (MAMLRegressor(**SINE), SINE_TASKS, X_SINE, Y_SINE),
@@ -139,6 +150,10 @@ META_CASES = [
 EXPECTED_FAILED_META_CHECKS = {
     "FeatureVoteClassifier": {
         "check_feature_mismatch_raises": "adapting to datasets of other widths is what this learner is for",
+    },
+    "InContextClassifier": {
+        "check_feature_mismatch_raises": "adapting to datasets of other widths is what this learner is for",
+        "check_bad_input_keeps_meta_state": "NaN is a missing value for this learner, not bad input",
     },
 }
 

@@ -3,7 +3,7 @@
 from ._base import get_data_home
 from ._generators import make_subspace_classification
 from ._omniglot import OMNIGLOT_TEST_ALPHABETS, load_omniglot, load_omniglot_runs
-from ..tasks import SinusoidTasks, make_sinusoid
+from ..tasks import PriorTasks, SinusoidTasks, make_prior_tasks, make_sinusoid
 from ._tabular import list_tabular_datasets, load_tabular
 
 __all__ = [
@@ -15,5 +15,7 @@ __all__ = [
     "SinusoidTasks",
     "make_sinusoid",
     "load_tabular",
+    "PriorTasks",
+    "make_prior_tasks",
     "list_tabular_datasets",
 ]

@@ -2,5 +2,6 @@
 differ in number and meaning, adapted to a new dataset from a few rows."""
 
 from .featurevote import FeatureVoteClassifier, FeatureVoteNet
+from .incontext import InContextClassifier, InContextNet
 
-__all__ = ["FeatureVoteClassifier", "FeatureVoteNet"]
+__all__ = ["FeatureVoteClassifier", "FeatureVoteNet", "InContextClassifier", "InContextNet"]

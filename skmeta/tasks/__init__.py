@@ -10,6 +10,7 @@ drawn in vectorised chunks, whose position meta-training saves.
 
 from ._collections import DatasetCollection, split_classes
 from ._episodes import EpisodeSampler, Task, rotate_classes
+from ._prior import PriorTasks, make_prior_tasks
 from ._sinusoid import SinusoidTasks, make_sinusoid
 from ._stream import TaskStream
 
@@ -22,4 +23,6 @@ __all__ = [
     "DatasetCollection",
     "SinusoidTasks",
     "make_sinusoid",
+    "PriorTasks",
+    "make_prior_tasks",
 ]

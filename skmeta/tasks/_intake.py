@@ -31,8 +31,9 @@ class EncodedTask(NamedTuple):
     n_way: int
 
 
-def _features(X, name):
-    """``X`` as a finite float32 array or tensor of at least 2 dimensions."""
+def _features(X, name, allow_nan=False):
+    """``X`` as a finite float32 array or tensor of at least 2 dimensions
+    (NaN, a missing value, allowed where ``allow_nan``)."""
     if torch.is_tensor(X):
         if X.is_complex():
             raise TypeError(f"{name} is complex; meta-learners take real-valued features")
@@ -53,9 +54,11 @@ def _features(X, name):
             f"{name} must have one row per example and at least one feature, shape (n_examples, ...); "
             f"got shape {tuple(values.shape)}"
         )
-    if not torch.isfinite(values).all():
+    bad = torch.isinf(values) if allow_nan else ~torch.isfinite(values)
+    if bad.any():
         raise ValueError(
-            f"{name} contains NaN or infinite values (or values beyond float32's range, about 3.4e38)"
+            f"{name} contains {'infinite' if allow_nan else 'NaN or infinite'} values "
+            "(or values beyond float32's range, about 3.4e38)"
         )
     return values
 
@@ -89,7 +92,7 @@ def _check_one_label_type(labels, name):
         raise TypeError(f"{name} mixes label types ({', '.join(sorted(k.__name__ for k in kinds))}); use one type")
 
 
-def check_task(task, numeric):
+def check_task(task, numeric, allow_nan=False):
     """Validate one meta-training task; returns ``(X_support, X_query)`` as
     float32 tensors on the CPU.
 
@@ -98,6 +101,9 @@ def check_task(task, numeric):
     task : Task
     numeric : bool
         Regression targets (True) or class labels (False).
+
+    allow_nan : bool, default=False
+        Accept NaN features as missing values (learners that handle them).
 
     Raises
     ------
@@ -112,8 +118,8 @@ def check_task(task, numeric):
         raise TypeError(f"task collections must yield skmeta.tasks.Task, got {type(task).__name__}")
     if task.y_query is None:
         raise ValueError("meta-training tasks need query labels (Task.y_query is None)")
-    X_support = _features(task.X_support, "X_support")
-    X_query = _features(task.X_query, "X_query")
+    X_support = _features(task.X_support, "X_support", allow_nan)
+    X_query = _features(task.X_query, "X_query", allow_nan)
     if X_support.shape[1:] != X_query.shape[1:]:
         raise ValueError(
             f"support and query features differ: {tuple(X_support.shape[1:])} vs {tuple(X_query.shape[1:])}"

@@ -98,8 +98,12 @@ class TaskStream(ABC):
     def _stream(self):
         if getattr(self, "_generator", None) is None:
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-            self._generator = torch.Generator().manual_seed(int(seed))
+            self._generator = self._new_generator(int(seed))
         return self._generator
+
+    def _new_generator(self, seed):
+        """The stream's generator: torch's, or any with ``get_state``/``set_state``."""
+        return torch.Generator().manual_seed(seed)
 
     def first_task(self):
         """The next task of the stream, without advancing it."""
