@@ -17,8 +17,11 @@ from sklearn.utils import check_random_state, check_scalar, indexable
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
 
+from ._meta_search import MetaSearchCV
+
 __all__ = [
     "EpisodicSplit",
+    "MetaSearchCV",
     "format_confidence_interval",
     "mean_confidence_interval",
 ]
