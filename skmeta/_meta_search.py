@@ -12,18 +12,14 @@ from sklearn.base import _clone_parametrized, clone, is_classifier
 from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv, cross_validate
 from sklearn.model_selection._search import BaseSearchCV
-from sklearn.utils import check_random_state, indexable
+from sklearn.utils import get_tags, indexable
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils import get_tags
 from sklearn.utils.validation import _num_samples, check_memory
 
 from .base import NotMetaFittedWarning
 
 __all__ = ["MetaSearchCV"]
-
-META_FEATURE_NAMES = ("log n_samples", "log n_features", "log n_classes", "class entropy", "minority fraction")
-
 
 def meta_features(X, y):
     """Simple, always computable descriptors of a dataset (Feurer et al.'s
@@ -32,6 +28,7 @@ def meta_features(X, y):
     Works on any X with a shape (nominal columns included) since a pipeline
     may encode them later; a continuous or absent y counts as zero classes.
     """
+    # log1p for the classes: a regression target has none.
     n_samples = _num_samples(X)
     n_features = np.shape(X)[1] if len(np.shape(X)) > 1 else 1
     if y is not None and type_of_target(y) in ("binary", "multiclass"):
@@ -369,9 +366,15 @@ scorer_, n_splits_, refit_time_, multimetric_ :
             )
         results = Parallel(n_jobs=self.n_jobs)(jobs)
         scores = np.array([np.mean(result["test_score"]) for result in results]).reshape(len(items), len(pool))
+        failed = np.isnan(scores).all(axis=1)
+        if failed.any():
+            raise ValueError(
+                f"every configuration failed on dataset {items[np.flatnonzero(failed)[0]][0]!r}; "
+                "set error_score='raise' to see why"
+            )
         # A failed configuration is as bad as the worst one on that dataset.
-        worst = np.nanmin(np.where(np.isnan(scores), np.inf, scores), axis=1, keepdims=True)
-        scores = np.where(np.isnan(scores), np.where(np.isfinite(worst), worst, 0.0), scores)
+        worst = np.nanmin(scores, axis=1, keepdims=True)
+        scores = np.where(np.isnan(scores), worst, scores)
 
         self.meta_pool_ = pool
         self.meta_scores_ = scores

@@ -175,8 +175,10 @@ def test_inputs_of_every_kind():
         ({"param_distributions": {"depth": [1, 2]}}, None, ValueError, "depth"),
         ({"param_distributions": {"max_depth": randint(1, 5)}}, None, ValueError, "n_pool"),
         ({"scoring": ["accuracy", "f1"]}, None, ValueError, "scoring"),
+        ({}, {"words": (np.full((30, 2), "x"), np.arange(30) % 2)}, ValueError, "could not convert string"),
     ],
 )
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.FitFailedWarning")
 def test_bad_input_is_rejected(params, data, error, match):
     with pytest.raises(error, match=match):
         search(**params).meta_fit(datasets(2) if data is None else data)
