@@ -12,7 +12,7 @@ test part. Meta-training uses the training parts of the other datasets, so a
 dataset's pool evaluations are computed once and cached (``memory=``) for the
 four folds that meta-train on it.
 
-    python benchmarks/bench_meta_search.py            # about 10 minutes of one CPU thread
+    python benchmarks/bench_meta_search.py            # about 15 minutes of one CPU thread
     python benchmarks/bench_meta_search.py --quick    # 10 datasets, a smoke run
 
 Writes docs/benchmarks/meta_search.md (full mode only; --quick prints it).
