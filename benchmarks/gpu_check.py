@@ -36,9 +36,12 @@ from skmeta import (
     ANILRegressor,
     EpisodeSampler,
     FeatureVoteClassifier,
+    InContextClassifier,
     MAMLClassifier,
     MAMLRegressor,
     MANNClassifier,
+    MetaLSTMClassifier,
+    MetaLSTMRegressor,
     MatchingNetworkClassifier,
     MetaSGDClassifier,
     MetaSGDRegressor,
@@ -75,6 +78,9 @@ ESTIMATORS = [
     (MANNClassifier, dict(module__controller_size=32, module__memory_rows=16, module__memory_width=8,
                           module__n_way=5), "vectors"),
     (FeatureVoteClassifier, dict(module__hidden_size=16), "vectors"),
+    (MetaLSTMClassifier, dict(module=Conv4, inner_lr=0.1, inner_steps=2), "images"),
+    (MetaLSTMRegressor, dict(MLP_NET, inner_lr=0.01, inner_steps=2), "sine"),
+    (InContextClassifier, dict(pretrained=True), "vectors"),
 ]
 
 

@@ -21,11 +21,13 @@ from sklearn.utils.validation import column_or_1d
 
 from ._evaluation import EpisodeScores, evaluate_episodes
 from .tasks._stream import ClassPool, check_episode_shape
+from ._meta_search import MetaSearchCV
 
 __all__ = [
     "EpisodeScores",
     "EpisodicSplit",
     "evaluate_episodes",
+    "MetaSearchCV",
     "format_confidence_interval",
     "mean_confidence_interval",
 ]

@@ -41,6 +41,10 @@ from skmeta import (
     SiameseNetworkClassifier,
 )
 from skmeta.base import NotMetaFittedWarning
+from sklearn.linear_model import Ridge
+from sklearn.tree import DecisionTreeClassifier
+
+from skmeta.model_selection import MetaSearchCV
 from skmeta.datasets import SinusoidTasks, make_prior_tasks, make_sinusoid
 from skmeta.utils.estimator_checks import (
     check_clone_keeps_meta_parameters,
@@ -89,6 +93,25 @@ EXPECTED_FAILED_SKLEARN_CHECKS = {
     SKLEARN_CHECKED, expected_failed_checks=lambda e: EXPECTED_FAILED_SKLEARN_CHECKS[type(e).__name__]
 )
 def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotMetaFittedWarning)
+        check(estimator)
+
+
+# The search that learns what to try first, on a classifier and a regressor.
+SEARCHES = [
+    MetaSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 3]}, n_candidates=2, cv=2,
+                 error_score="raise"),
+    MetaSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, n_candidates=2, cv=2, error_score="raise"),
+]
+EXPECTED_FAILED_SEARCH_CHECKS = {
+    # scikit-learn's own reason for GridSearchCV and RandomizedSearchCV, whose fit this is.
+    "check_supervised_y_2d": "DataConversionWarning not caught",
+}
+
+
+@parametrize_with_checks(SEARCHES, expected_failed_checks=lambda e: EXPECTED_FAILED_SEARCH_CHECKS)
+def test_search_is_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotMetaFittedWarning)
         check(estimator)

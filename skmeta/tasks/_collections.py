@@ -188,6 +188,22 @@ class DatasetCollection(TaskStream):
         self.n_classes_ = np.array([len(eligible) for *_, eligible in self._pools])
         self._generator = None
 
+    def datasets(self):
+        """The datasets as episodes see them: the rows of the classes large
+        enough for an episode, with their labels.
+
+        Returns
+        -------
+        datasets : list of (str, ndarray, ndarray)
+            ``(name, X, y)`` per dataset, in the collection's order.
+        """
+        out = []
+        for name, (X, classes, pool, eligible) in zip(self.names_, self._pools):
+            rows = torch.cat([pool.order[pool.offsets[c]: pool.offsets[c] + pool.counts[c]] for c in eligible])
+            codes = torch.repeat_interleave(eligible, pool.counts[eligible])
+            out.append((name, X[rows].numpy(), classes[codes.numpy()]))
+        return out
+
     def _draw(self, generator, n_episodes):
         for _ in range(n_episodes):
             yield self._episode(generator)
