@@ -42,7 +42,7 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "auto_examples/*.py",
+exclude_patterns = ["_build", "_api_pages.rst", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.json", "auto_examples/*.md5"]
 
 # Broken references inside skmeta fail the -W build.
@@ -50,8 +50,8 @@ nitpicky = True
 
 # -- API reference -----------------------------------------------------------
 # api.rst is written from the public modules' __all__ (api_reference.py).
-write_api_rst(HERE / "api.rst")
-autosummary_generate = True
+write_api_rst(HERE)
+autosummary_generate = ["_api_pages.rst"]
 autodoc_typehints = "none"
 autodoc_default_options = {"members": True, "inherited-members": True, "member-order": "groupwise"}
 numpydoc_show_class_members = False
