@@ -53,6 +53,9 @@ nitpicky = True
 write_api_rst(HERE)
 autosummary_generate = ["_api_pages.rst"]
 autodoc_typehints = "none"
+# Defaults as written in the source (module=MLP, not <class ...>).
+autodoc_preserve_defaults = True
+toc_object_entries_show_parents = "hide"
 autodoc_default_options = {"members": True, "inherited-members": True, "member-order": "groupwise"}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -125,7 +128,8 @@ sphinx_gallery_conf = {
     "doc_module": ("skmeta",),
     "reference_url": {"skmeta": None},
     "backreferences_dir": "generated/backreferences",
-    "abort_on_example_error": True,
+    # Run every example and report all failures at the end (the build fails).
+    "abort_on_example_error": False,
     "remove_config_comments": True,
     "min_reported_time": 1,
     "show_memory": False,
@@ -172,7 +176,8 @@ def setup(app):
 # -- HTML --------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"skmeta {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["skmeta.css"]
 html_theme_options = {
     "navbar_align": "left",
     "header_links_before_dropdown": 5,
