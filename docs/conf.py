@@ -124,7 +124,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
     "ignore_pattern": r"/_",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ExampleOrder",
     "doc_module": ("skmeta",),
     "reference_url": {"skmeta": None},
     "backreferences_dir": "generated/backreferences",

@@ -25,30 +25,34 @@ from skorch.callbacks import GradientNormClipping
 from skmeta import EpisodeSampler, MANNClassifier
 
 rng = np.random.RandomState(0)
-n_classes, n_per_class, n_features = 200, 20, 16
+n_classes, n_per_class, n_features = 100, 20, 16
 centres = rng.randn(n_classes, n_features)
 X = (centres[:, None, :] + 0.3 * rng.randn(n_classes, n_per_class, n_features)).reshape(-1, n_features)
 y = np.repeat(np.arange(n_classes), n_per_class)
 X = StandardScaler().fit_transform(X).astype(np.float32)
-train, new = y < 150, y >= 150
+train, new = y < 70, y >= 70
 
 # %%
-# Meta-train on sequences of 5 classes x 10 instances, as in the paper
-# --------------------------------------------------------------------
-# A fresh sampler pass every epoch (the sampler itself, not a list) keeps
-# the network from memorising classes instead of learning to use its memory.
-tasks = EpisodeSampler(X[train], y[train], n_way=5, k_shot=10, n_query=1, n_tasks=160, random_state=0)
-net = dict(module__controller_size=64, module__memory_rows=64, module__memory_width=16, module__n_reads=1)
-learner = MANNClassifier(**net, batch_size=16, lr=1e-2, max_epochs=1, verbose=0, random_state=0,
+# Meta-train on sequences of 3 classes x 5 instances
+# ---------------------------------------------------
+# Shorter sequences than the paper's 5 x 10, and a small network, so that
+# meta-training leaves its initial plateau within a minute. A fresh sampler
+# pass every epoch (the sampler itself, not a list) keeps the network from
+# memorising classes instead of learning to use its memory.
+N_WAY, N_INSTANCES = 3, 5
+tasks = EpisodeSampler(X[train], y[train], n_way=N_WAY, k_shot=N_INSTANCES, n_query=1, n_tasks=160, random_state=0)
+net = dict(module__n_way=N_WAY, module__controller_size=32, module__memory_rows=16, module__memory_width=8,
+           module__n_reads=1)
+learner = MANNClassifier(**net, batch_size=8, lr=1e-2, max_epochs=1, verbose=0, random_state=0,
                          callbacks=[GradientNormClipping(10.0)])
 
 
-def accuracy_by_instance(model, n_sequences=200, n_instances=10):
-    """Accuracy at each appearance of a class, over sequences of 5 unseen
+def accuracy_by_instance(model, n_sequences=200, n_instances=N_INSTANCES):
+    """Accuracy at each appearance of a class, over sequences of unseen
     classes x ``n_instances`` in random order (the same for every call)."""
     correct = np.zeros(n_instances)
     counts = np.zeros(n_instances)
-    sequences = EpisodeSampler(X[new], y[new], n_way=5, k_shot=n_instances, n_query=1,
+    sequences = EpisodeSampler(X[new], y[new], n_way=N_WAY, k_shot=n_instances, n_query=1,
                                n_tasks=n_sequences, random_state=1)
     order_rng = np.random.RandomState(2)
     for task in sequences:
@@ -65,11 +69,11 @@ def accuracy_by_instance(model, n_sequences=200, n_instances=10):
 # The curve as meta-training goes on
 # ----------------------------------
 # ``partial_meta_fit`` continues meta-training where it stopped, so the
-# curve can be measured after 1, 4 and 12 epochs (160 sequences each).
+# curve can be measured after 1, 10 and 30 epochs (160 sequences each).
 curves = {}
 learner.meta_fit(tasks)
 curves[1] = accuracy_by_instance(learner)
-for done, more in ((4, 3), (12, 8)):
+for done, more in ((10, 9), (30, 20)):
     learner.partial_meta_fit(tasks, epochs=more)
     curves[done] = accuracy_by_instance(learner)
 print("meta-training loss by epoch:", np.round(learner.history[:, "train_loss"], 2))
@@ -81,12 +85,12 @@ for epochs, curve in curves.items():
 # not shown yet, so a little better than chance); from the second on, a
 # network that has learned to use its memory recalls the label it stored.
 fig, ax = plt.subplots(figsize=(6.5, 4))
-instances = np.arange(1, 11)
+instances = np.arange(1, N_INSTANCES + 1)
 for epochs, curve in curves.items():
     ax.plot(instances, 100 * curve, "o-", label=f"after {epochs} epochs of meta-training")
-ax.axhline(20, color="k", linestyle=":", linewidth=1, label="chance (5 classes)")
+ax.axhline(100 / N_WAY, color="k", linestyle=":", linewidth=1, label=f"chance ({N_WAY} classes)")
 ax.set(xlabel="instance of the class in the sequence", ylabel="accuracy (%)", xticks=instances, ylim=(0, 100),
-       title="5 unseen classes x 10 instances, labels one step late")
+       title=f"{N_WAY} unseen classes x {N_INSTANCES} instances, labels one step late")
 ax.grid(alpha=0.3)
 ax.legend()
 fig.tight_layout()

@@ -50,7 +50,13 @@ for name, learner in learners.items():
 
 # %%
 # The meta-learned initialisation (0 steps) is a smooth average of the
-# family; one step on 10 points already moves it close to the new curve.
+# family, and adaptation moves it towards the new curve. The printed errors
+# show what each method learned to adapt with: MAML keeps improving with
+# more steps of its fixed size; Meta-SGD's learned per-weight step sizes
+# are tuned for the one step it was meta-trained with, which does best,
+# and repeating them overshoots; Reptile, after this short meta-training,
+# gains least. Twelve epochs of 1000 tasks keep the example short; the
+# sinusoid benchmark of the user guide trains for longer.
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
 colors = plt.cm.viridis(np.linspace(0, 0.85, len(STEPS)))
 for ax, name in zip(axes, learners):
