@@ -8,8 +8,10 @@ Build (from the repository root, after ``pip install -e ".[docs]"``)::
 the pages then show each example's code without its output.
 """
 
+import concurrent.futures
 import os
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -91,7 +93,7 @@ def _inventory(name, url):
         path = Path(offline) / f"{name}.inv"
         return str(path) if path.is_file() else None
     path = INVENTORY_CACHE / f"{name}.inv"
-    if path.is_file() and path.stat().st_mtime > __import__("time").time() - INVENTORY_MAX_AGE:
+    if path.is_file() and path.stat().st_mtime > time.time() - INVENTORY_MAX_AGE:
         return str(path)
     try:
         with urllib.request.urlopen(url + "objects.inv", timeout=10) as response:
@@ -104,10 +106,13 @@ def _inventory(name, url):
     return str(path)
 
 
+# Fetched side by side: an unreachable site costs one timeout, not five.
+with concurrent.futures.ThreadPoolExecutor() as _pool:
+    _paths = dict(zip(INTERSPHINX, _pool.map(_inventory, INTERSPHINX, [url for url, _ in INTERSPHINX.values()])))
 intersphinx_mapping = {}
 nitpick_ignore_regex = []
 for _name, (_url, _prefixes) in INTERSPHINX.items():
-    _path = _inventory(_name, _url)
+    _path = _paths[_name]
     if _path is not None:
         intersphinx_mapping[_name] = (_url, _path)
     else:

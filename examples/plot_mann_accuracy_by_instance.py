@@ -87,7 +87,7 @@ for epochs, curve in curves.items():
 fig, ax = plt.subplots(figsize=(6.5, 4))
 instances = np.arange(1, N_INSTANCES + 1)
 for epochs, curve in curves.items():
-    ax.plot(instances, 100 * curve, "o-", label=f"after {epochs} epochs of meta-training")
+    ax.plot(instances, 100 * curve, "o-", label=f"after {epochs} epoch{'s' * (epochs > 1)} of meta-training")
 ax.axhline(100 / N_WAY, color="k", linestyle=":", linewidth=1, label=f"chance ({N_WAY} classes)")
 ax.set(xlabel="instance of the class in the sequence", ylabel="accuracy (%)", xticks=instances, ylim=(0, 100),
        title=f"{N_WAY} unseen classes x {N_INSTANCES} instances, labels one step late")
