@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 from sklearn.model_selection import cross_val_score
 from skorch.callbacks import Checkpoint
 
