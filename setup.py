@@ -27,6 +27,10 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "dask[distributed]>=2023.1"],
         "plot": ["matplotlib>=3.5"],
+        "docs": [
+            "sphinx>=7.2", "pydata-sphinx-theme>=0.15", "numpydoc>=1.7", "sphinx-gallery>=0.17",
+            "sphinx-design>=0.5", "myst-parser>=3", "matplotlib>=3.5",
+        ],
     },
     entry_points={"console_scripts": ["skmeta=skmeta.cli:main"]},
     classifiers=[

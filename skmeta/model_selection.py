@@ -73,7 +73,7 @@ class EpisodicSplit(BaseCrossValidator):
 
     See Also
     --------
-    StratifiedShuffleSplit : Class-wise stratified random splits of all the
+    sklearn.model_selection.StratifiedShuffleSplit : Class-wise stratified random splits of all the
         classes.
     mean_confidence_interval : Mean score over episodes with its confidence
         interval.

@@ -16,7 +16,30 @@ __all__ = ["Conv4", "MLP", "conv_block"]
 
 
 def conv_block(in_channels, out_channels, pool=True):
-    """The block of Vinyals et al. (2016): 3x3 convolution, batch norm, ReLU, 2x2 max-pool."""
+    """The block of Vinyals et al. (2016): 3x3 convolution, batch norm, ReLU, 2x2 max-pool.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input.
+
+    out_channels : int
+        Channels of the output (convolution filters).
+
+    pool : bool, default=True
+        End with the 2x2 max-pooling, which halves the height and width.
+
+    Returns
+    -------
+    block : torch.nn.Sequential
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.modules import conv_block
+    >>> conv_block(1, 64)(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 64, 14, 14])
+    """
     layers = [
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
         nn.BatchNorm2d(out_channels),

@@ -77,6 +77,14 @@ class MANNState(NamedTuple):
     label : torch.Tensor of shape (batch, n_way)
         One-hot label of the last example seen, to be presented with the
         next one (zeros before any label is known).
+
+    Examples
+    --------
+    >>> from skmeta.memory import MANN
+    >>> state = MANN(in_features=4, n_way=3, controller_size=8, memory_rows=6,
+    ...              memory_width=5, n_reads=2).initial_state(batch_size=2)
+    >>> state.memory.shape, state.label.shape
+    (torch.Size([2, 6, 5]), torch.Size([2, 3]))
     """
 
     h: torch.Tensor

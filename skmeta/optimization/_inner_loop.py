@@ -189,6 +189,16 @@ def functional_forward(module, params, X, reference=None):
     Returns
     -------
     output : torch.Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.optimization import functional_forward
+    >>> module = torch.nn.Linear(3, 1)
+    >>> params = {"weight": torch.ones(1, 3), "bias": torch.zeros(1)}
+    >>> functional_forward(module, params, torch.ones(2, 3))
+    tensor([[3.],
+            [3.]])
     """
     if reference is None:
         return functional_call(module, params, (X,))
@@ -290,6 +300,18 @@ def map_tasks(task_fn, tasks, vectorize):
     -------
     outputs : tuple
         ``task_fn``'s outputs stacked over the tasks (first axis).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.base import EncodedTask
+    >>> from skmeta.optimization import map_tasks
+    >>> tasks = [EncodedTask(torch.ones(2, 3) * i, torch.tensor([0, 1]), torch.ones(4, 3), torch.tensor([0, 1, 0, 1]), 2)
+    ...          for i in range(3)]
+    >>> def support_mean(X_support, y_support, X_query, y_query, n_way):
+    ...     return (X_support.mean(),)
+    >>> map_tasks(support_mean, tasks, vectorize=True)
+    (tensor([0., 1., 2.]),)
     """
     same_shapes = len({
         (t.X_support.shape, t.y_support.shape, t.X_query.shape, t.y_query.shape, t.n_way) for t in tasks

@@ -243,7 +243,7 @@ class FeatureVoteClassifier(MetaClassifierMixin, MetaLearner):
     task_state_ : dict of str to torch.Tensor
         Support statistics the queries are scored against (task state).
 
-    feature_relevance_ : ndarray of shape (n_features_in_,)
+    feature_relevance_ : ndarray of shape (n_features,)
         Weight of each feature's vote in this task, summing to 1 (task
         state); zero for features constant on the support set.
 

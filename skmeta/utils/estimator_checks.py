@@ -35,9 +35,35 @@ __all__ = ["meta_state", "check_meta_estimator", "parametrize_with_meta_checks"]
 
 
 def meta_state(estimator):
-    """Copies of every meta-learned tensor, keyed by ``<module>.<name>``
-    (parameters and buffers of each module skorch tracks, plus meta state
-    a method keeps outside modules, e.g. learned step sizes)."""
+    """Copy every meta-learned tensor of a meta-learner.
+
+    The parameters and buffers of each module skorch tracks, including meta
+    state a method keeps in a module of its own (learned step sizes, for
+    instance). Comparing two results tells whether a call changed what was
+    meta-learned.
+
+    Parameters
+    ----------
+    estimator : MetaLearner
+        An initialised or meta-fitted meta-learner.
+
+    Returns
+    -------
+    state : dict of str to torch.Tensor
+        Detached copies, keyed by ``<module>.<name>``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta import ProtoNetClassifier
+    >>> from skmeta.utils.estimator_checks import meta_state
+    >>> learner = ProtoNetClassifier(module__in_features=4, verbose=0, random_state=0).initialize()
+    >>> before = meta_state(learner)
+    >>> sorted(before)[:2]
+    ['module.layers.0.bias', 'module.layers.0.weight']
+    >>> all(torch.equal(before[key], value) for key, value in meta_state(learner).items())
+    True
+    """
     state = {}
     for name, module in owned_modules(estimator).items():
         for key, value in module.state_dict().items():
@@ -207,11 +233,26 @@ def check_meta_estimator(estimator, tasks, X, y):
 
     Parameters
     ----------
-    estimator : meta-learner, not meta-fitted, with an int random_state
+    estimator : MetaLearner
+        Not meta-fitted, with an int ``random_state``.
+
     tasks : list of Task
         A small meta-training collection (a list, so it can be reused).
-    X, y : arrays
+
+    X, y : array-like
         Evaluation data from classes (or functions) unseen in ``tasks``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta import EpisodeSampler, ProtoNetClassifier
+    >>> from skmeta.utils.estimator_checks import check_meta_estimator
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.randn(120, 4).astype(np.float32), np.repeat(np.arange(12), 10)
+    >>> tasks = list(EpisodeSampler(X[:60], y[:60], n_way=3, k_shot=2, n_query=2, n_tasks=4, random_state=0))
+    >>> learner = ProtoNetClassifier(max_epochs=1, verbose=0, random_state=0)
+    >>> # Meta-fits, clones and pickles the learner many times: seconds, skipped here.
+    >>> check_meta_estimator(learner, tasks, X[60:], y[60:])  # doctest: +SKIP
     """
     for name, check in _yield_checks(estimator, tasks, X, y):
         check()
@@ -233,7 +274,35 @@ def _quiet(check):
 
 
 def parametrize_with_meta_checks(cases):
-    """pytest parametrisation over cases ``(estimator, tasks, X, y)`` and checks."""
+    """Parametrize a pytest test over meta-learners and the meta-protocol checks.
+
+    The test function takes one argument, ``check``, a callable that runs
+    one check on one case; test ids name the estimator and the check.
+
+    Parameters
+    ----------
+    cases : iterable of tuple
+        ``(estimator, tasks, X, y)`` as :func:`check_meta_estimator` takes
+        them.
+
+    Returns
+    -------
+    decorator : pytest.MarkDecorator
+        ``pytest.mark.parametrize("check", ...)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta import EpisodeSampler, ProtoNetClassifier
+    >>> from skmeta.utils.estimator_checks import parametrize_with_meta_checks
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.randn(120, 4).astype(np.float32), np.repeat(np.arange(12), 10)
+    >>> tasks = list(EpisodeSampler(X[:60], y[:60], n_way=3, k_shot=2, n_query=2, n_tasks=4, random_state=0))
+    >>> @parametrize_with_meta_checks([(ProtoNetClassifier(max_epochs=1, verbose=0, random_state=0),
+    ...                                 tasks, X[60:], y[60:])])
+    ... def test_meta_protocol(check):
+    ...     check()
+    """
     import pytest
 
     params, ids = [], []
