@@ -22,7 +22,7 @@ __all__ = ["EpisodeScores", "evaluate_episodes"]
 class EpisodeScores:
     """Per-episode scores of :func:`evaluate_episodes` and their summary.
 
-    Attributes
+    Parameters
     ----------
     scores : ndarray of shape (n_episodes,)
         One score per episode, in the order the splitter yields them.
@@ -40,6 +40,14 @@ class EpisodeScores:
     fit_time, score_time : ndarray of shape (n_episodes,)
         Seconds spent adapting to each support set and scoring its queries,
         measured where the episode ran.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.model_selection import EpisodeScores
+    >>> result = EpisodeScores(np.array([0.6, 0.8]), 0.7, 1.27, 0.95, np.zeros(2), np.zeros(2))
+    >>> result.mean
+    0.7
     """
 
     scores: np.ndarray

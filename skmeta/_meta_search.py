@@ -150,7 +150,7 @@ class MetaSearchCV(BaseSearchCV):
 
     n_jobs : int or None, default=None
         Parallel evaluations (joblib; any backend through
-        :func:`joblib.parallel_backend`), in ``meta_fit`` and in ``fit``.
+        ``joblib.parallel_backend``), in ``meta_fit`` and in ``fit``.
 
     memory : str, joblib.Memory or None, default=None
         Caches ``meta_fit``'s evaluations (one per configuration and dataset),

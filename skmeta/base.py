@@ -15,7 +15,7 @@ A method subclasses :class:`MetaLearner` with :class:`MetaClassifierMixin` or
 :class:`MetaRegressorMixin` and implements three hooks: ``meta_loss`` (the
 loss of a meta-batch), ``_adapt`` (task state from a support set) and
 ``_predict_scores`` (logits or predictions for queries). Task intake lives
-in :mod:`skmeta.tasks`, torch helpers in :mod:`skmeta.utils`.
+in :mod:`skmeta.tasks`, torch helpers in ``skmeta.utils._torch``.
 """
 
 import copy
@@ -86,7 +86,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         Tasks per meta-batch (one meta-parameter update per meta-batch).
 
     iterator_train, iterator_valid : class, default=TaskLoader
-        skorch's iterators; :class:`~skmeta.tasks.TaskLoader` cuts a task
+        skorch's iterators; ``skmeta.tasks._intake.TaskLoader`` cuts a task
         collection into meta-batches.
 
     precision : {"float32", "bfloat16", "float64"}, default="float32"
@@ -272,7 +272,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         return torch_dtype(self.precision) if self.precision in _PRECISIONS else torch.float32
 
     def get_dataset(self, X, y=None):
-        """A task collection as a :class:`~skmeta.tasks.TaskDataset` (what
+        """A task collection as a ``TaskDataset`` of :mod:`skmeta.tasks` (what
         meta-training iterates over), examples as skorch's dataset (what
         ``forward`` runs the network on)."""
         if isinstance(X, (TaskStream, TaskDataset)) or (

@@ -73,6 +73,16 @@ class TaskStream(ABC):
     from ``random_state`` on first use; its position is part of what
     meta-training saves (:meth:`get_state`, :meth:`set_state`), so a
     resumed run draws the tasks the uninterrupted one would have.
+
+    Examples
+    --------
+    >>> from skmeta.tasks import SinusoidTasks
+    >>> tasks = SinusoidTasks(n_tasks=4, random_state=0)
+    >>> state = tasks.get_state()
+    >>> first = [float(task.y_support[0]) for task in tasks]
+    >>> again = [float(task.y_support[0]) for task in tasks.set_state(state)]
+    >>> first == again
+    True
     """
 
     _chunk = 64
