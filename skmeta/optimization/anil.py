@@ -65,7 +65,7 @@ _DOC = """ANIL {kind}: MAML whose adaptation changes only the last layer.
         Name of the submodule adapted in the inner loop (as in
         ``module.named_modules()``); None means the last ``nn.Linear``.
 
-    inner_steps, inner_lr, adapt_steps, adapt_lr, first_order, zero_head, vectorize_tasks
+    inner_steps, inner_lr, adapt_steps, adapt_lr, first_order, zero_head, vectorize_tasks, predict_batch_size
         As in :class:`MAML{kind_title}`, applied to the head.
 
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device, criterion, random_state
