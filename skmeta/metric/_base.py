@@ -28,7 +28,7 @@ def class_means(z, y, n_way):
     return sums / counts.unsqueeze(1)
 
 
-def power_of_two_scale(*tensors):
+def power_of_two_scale(*tensors, dim=None):
     """1, or for values of huge magnitude a power of two that brings them
     below 2**32.
 
@@ -43,9 +43,13 @@ def power_of_two_scale(*tensors):
     ----------
     *tensors : torch.Tensor
 
+    dim : int or None, default=None
+        One scale per slice along the other axes (keeping ``dim``), or one
+        for all values.
+
     Returns
     -------
-    scale : torch.Tensor of shape ()
+    scale : torch.Tensor
 
     Examples
     --------
@@ -56,7 +60,11 @@ def power_of_two_scale(*tensors):
     >>> power_of_two_scale(torch.tensor([1e6]))
     tensor(1.)
     """
-    largest = torch.stack([t.detach().abs().amax() if t.numel() else t.new_zeros(()) for t in tensors]).amax()
+    if dim is None:
+        largest = torch.stack([t.detach().abs().amax() if t.numel() else t.new_zeros(()) for t in tensors]).amax()
+    else:
+        (tensor,) = tensors
+        largest = tensor.detach().abs().amax(dim, keepdim=True)
     _, exponent = torch.frexp(largest)
     return torch.ldexp(torch.ones_like(largest), (exponent - 32).clamp(min=0))
 
@@ -70,10 +78,13 @@ def normalize_rows(z):
     --------
     >>> import torch
     >>> from skmeta.metric._base import normalize_rows
-    >>> normalize_rows(torch.tensor([[3e30, 4e30]]))
-    tensor([[0.6000, 0.8000]])
+    >>> normalize_rows(torch.tensor([[3e30, 4e30], [3.0, 4.0]]))
+    tensor([[0.6000, 0.8000],
+            [0.6000, 0.8000]])
     """
-    return torch.nn.functional.normalize(z / power_of_two_scale(z), dim=1)
+    # One scale per row: a small row divided by another row's large scale
+    # would fall below normalize's eps.
+    return torch.nn.functional.normalize(z / power_of_two_scale(z, dim=1), dim=1)
 
 
 class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaClassifierMixin, MetaLearner):
