@@ -67,7 +67,19 @@ def predict_in_chunks(function, X, batch_size):
     batch_size = check_predict_batch_size(batch_size)
     if len(X) <= batch_size:
         return function(X)
-    return torch.cat([function(chunk) for chunk in torch.split(X, batch_size)])
+    chunks = torch.split(X, batch_size)
+    first = function(chunks[0])
+    # Written into one output allocated up front: small per-chunk outputs
+    # kept alive between the large temporaries of the next chunks pin the
+    # heap, and the process grew by ~13 MB per chunk (glibc malloc,
+    # FeatureVote on 100k rows) instead of reusing the freed memory.
+    output = first.new_empty((len(X), *first.shape[1:]))
+    output[: len(first)] = first
+    start = len(first)
+    for chunk in chunks[1:]:
+        output[start : start + len(chunk)] = function(chunk)
+        start += len(chunk)
+    return output
 
 
 def check_finite(values, X, learner, what, allow_neg_inf=False):
