@@ -25,6 +25,34 @@ def _as_array(X):
     return X.detach().cpu().numpy() if torch.is_tensor(X) else np.asarray(X)
 
 
+def _check_task(task):
+    if not isinstance(task, Task):
+        raise TypeError(f"task collections must yield skmeta.tasks.Task, got {type(task).__name__}")
+    return task
+
+
+def _check_task_collection(tasks, what="tasks"):
+    if isinstance(tasks, (str, bytes, Task)) or not hasattr(tasks, "__iter__"):
+        raise TypeError(
+            f"{what} must be an iterable of skmeta.tasks.Task (a list, an EpisodeSampler, ...), "
+            f"got {type(tasks).__name__}"
+        )
+
+
+def _is_endless(tasks):
+    """Whether ``tasks`` is a sampler without an end (``n_tasks=None``):
+    skmeta's samplers then have no length."""
+    if getattr(tasks, "n_tasks", 0) is None:
+        return True
+    if not hasattr(tasks, "__len__"):
+        return False
+    try:
+        len(tasks)
+    except TypeError:
+        return True
+    return False
+
+
 class _TransformedTasks:
     """A task collection seen through the frozen preprocessing: each task's
     support and query rows are transformed when the task is drawn, so a
@@ -39,6 +67,7 @@ class _TransformedTasks:
 
     def __iter__(self):
         for task in self.tasks:
+            _check_task(task)
             yield Task(
                 self.transform(task.X_support),
                 task.y_support,
@@ -129,7 +158,10 @@ class MetaPipeline(Pipeline):
             Rows to fit the preprocessing on, e.g. the meta-training pool.
             None takes the support and query rows of one pass over
             ``tasks`` (for a sampler: the rows in the proportions that
-            meta-training sees them).
+            meta-training sees them); an endless sampler
+            (``n_tasks=None``) has no such pass and needs ``X_pool``. A
+            DataFrame's column names are kept: task rows are given the
+            same names before the fitted steps transform them.
 
         Returns
         -------
@@ -170,6 +202,15 @@ class MetaPipeline(Pipeline):
 
     def _meta_fit(self, tasks, val_tasks, X_pool, refit, epochs, partial):
         learner = self._meta_learner()
+        _check_task_collection(tasks)
+        if val_tasks is not None:
+            _check_task_collection(val_tasks, "val_tasks")
+        if refit and X_pool is None and _is_endless(tasks):
+            raise ValueError(
+                f"{type(tasks).__name__} is endless (n_tasks=None): MetaPipeline fits its preprocessing "
+                "on one pass over the tasks, which never ends. Pass X_pool= (e.g. the sampler's pool of "
+                "examples) or give the sampler n_tasks."
+            )
         if iter(tasks) is tasks:  # a one-shot iterator: the pool pass would consume it
             tasks = list(tasks)
         if refit:
@@ -185,7 +226,7 @@ class MetaPipeline(Pipeline):
     def _fit_preprocessing(self, tasks, X_pool):
         refit = set(getattr(self, "meta_frozen_steps_", ()))
         if X_pool is None:
-            rows = [_as_array(X) for task in tasks for X in (task.X_support, task.X_query)]
+            rows = [_as_array(X) for task in map(_check_task, tasks) for X in (task.X_support, task.X_query)]
             if not rows:
                 raise ValueError("the task collection is empty")
             X_pool = np.concatenate(rows)
@@ -206,7 +247,7 @@ class MetaPipeline(Pipeline):
 
     def _preprocess(self, X):
         was_tensor = torch.is_tensor(X)
-        X = _as_array(X)
+        X = self._with_fitted_names(_as_array(X))
         for _, name, transformer in self._iter(with_final=False):
             X = transformer.transform(X)
             if scipy.sparse.issparse(X):
@@ -216,6 +257,19 @@ class MetaPipeline(Pipeline):
                 )
         X = np.asarray(X, dtype=np.float32)
         return torch.from_numpy(X) if was_tensor else X
+
+    def _with_fitted_names(self, X):
+        """Task rows under the column names the first step was fitted with
+        (a DataFrame ``X_pool``): transforming unnamed rows with a step
+        fitted on named ones warns on every task, and a ColumnTransformer
+        selecting columns by name cannot transform them at all."""
+        first = next(iter(self._iter(with_final=False)), None)
+        names = None if first is None else getattr(first[2], "feature_names_in_", None)
+        if names is None or hasattr(X, "columns") or X.ndim != 2 or X.shape[1] != len(names):
+            return X
+        import pandas as pd  # fitted on a DataFrame, so pandas is there
+
+        return pd.DataFrame(X, columns=names)
 
     def __sklearn_clone__(self):
         params = self.get_params(deep=False)

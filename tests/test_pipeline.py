@@ -201,3 +201,52 @@ def test_make_meta_pipeline_names_steps_like_make_pipeline():
     steps = (StandardScaler(), ProtoNetClassifier())
     assert [n for n, _ in make_meta_pipeline(*steps).steps] == [n for n, _ in make_pipeline(*steps).steps]
     assert isinstance(make_meta_pipeline(*steps), Pipeline)
+
+
+# ----------------------------------------------------------------------
+# bad task collections, endless samplers, named columns
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize("tasks", ["abc", 5, None, [1, 2]])
+def test_meta_fit_on_something_else_than_tasks_is_a_type_error(tasks):
+    pipe = make_meta_pipeline(StandardScaler(), ProtoNetClassifier(**LEARNER))
+    with pytest.raises(TypeError, match="skmeta.tasks.Task"):
+        pipe.meta_fit(tasks)
+    with pytest.raises(TypeError, match="skmeta.tasks.Task"):
+        pipe.partial_meta_fit(tasks)
+
+
+def test_endless_sampler_without_pool_is_a_value_error():
+    endless = EpisodeSampler(X_TRAIN, Y_TRAIN, n_way=5, k_shot=2, n_query=5, n_tasks=None, random_state=0)
+    pipe = make_meta_pipeline(StandardScaler(), ProtoNetClassifier(**LEARNER))
+    with pytest.raises(ValueError, match="endless.*X_pool"):
+        pipe.meta_fit(endless)
+    assert not hasattr(pipe, "meta_frozen_steps_")
+
+
+def test_dataframe_pool_keeps_column_names_without_warnings():
+    pd = pytest.importorskip("pandas")
+    columns = [f"feature_{i}" for i in range(X_TRAIN.shape[1])]
+    pipe = make_meta_pipeline(StandardScaler(), ProtoNetClassifier(**dict(LEARNER, max_epochs=1)))
+    cv = EpisodicSplit(n_way=5, k_shot=1, n_query=5, n_episodes=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # feature-name warnings, once per task before
+        pipe.meta_fit(_tasks(20), X_pool=pd.DataFrame(X_TRAIN, columns=columns))
+        scores = cross_val_score(pipe, pd.DataFrame(X_NEW, columns=columns), Y_NEW, cv=cv)
+    assert list(pipe[0].feature_names_in_) == columns
+    # Named or not, the task rows are transformed the same way.
+    unnamed = make_meta_pipeline(StandardScaler(), ProtoNetClassifier(**dict(LEARNER, max_epochs=1)))
+    unnamed.meta_fit(_tasks(20), X_pool=X_TRAIN)
+    np.testing.assert_array_equal(scores, cross_val_score(unnamed, X_NEW, Y_NEW, cv=cv))
+
+
+def test_dataframe_pool_with_columns_selected_by_name():
+    pd = pytest.importorskip("pandas")
+    columns = [f"feature_{i}" for i in range(X_TRAIN.shape[1])]
+    scale_some = ColumnTransformer([("scale", StandardScaler(), columns[:6])], remainder="passthrough")
+    pipe = make_meta_pipeline(scale_some, ProtoNetClassifier(**dict(LEARNER, max_epochs=1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe.meta_fit(_tasks(10), X_pool=pd.DataFrame(X_TRAIN, columns=columns))
+        cv = EpisodicSplit(n_way=5, k_shot=1, n_query=5, n_episodes=2, random_state=0)
+        scores = cross_val_score(pipe, pd.DataFrame(X_NEW, columns=columns), Y_NEW, cv=cv)
+    assert scores.shape == (2,)

@@ -8,14 +8,16 @@ concept learning through probabilistic program induction. Science,
 import hashlib
 import io
 import json
+import numbers
 import os
 import re
 import warnings
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from sklearn.utils import Bunch
 
 from ._base import _fetch, get_data_home
@@ -41,6 +43,13 @@ _SUBSETS = {
 }
 _DEFAULT_DOWNLOAD = ("background_small1", "background_small2")
 _ORIGINAL_SIZE = 105
+# Beyond twice the original resolution, upsampling adds memory, not detail
+# (the two small sets at 210 px already take 850 MB as float32).
+_MAX_IMAGE_SIZE = 2 * _ORIGINAL_SIZE
+# What a damaged zip or image raises while being read: BadZipFile (bad
+# headers, CRC), zlib.error and EOFError (bad or truncated compressed data),
+# OSError and UnidentifiedImageError (a member that is not a whole PNG).
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnidentifiedImageError, ValueError)
 # Bump when the cached arrays change meaning, so stale caches are ignored.
 _CACHE_VERSION = 1
 
@@ -68,6 +77,68 @@ concept learning through probabilistic program induction. Science,
 
 def _zip_name(subset):
     return f"images_{subset}.zip"
+
+
+def _check_image_size(image_size):
+    """``image_size`` as an int, or a TypeError/ValueError naming it, before
+    anything is allocated."""
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral):
+        raise TypeError(
+            f"image_size must be an integer number of pixels, got {image_size!r} "
+            f"of type {type(image_size).__name__}."
+        )
+    if not 1 <= image_size <= _MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size must be between 1 and {_MAX_IMAGE_SIZE} pixels (twice Omniglot's "
+            f"{_ORIGINAL_SIZE}), got {image_size}."
+        )
+    return int(image_size)
+
+
+def _open_zip(file):
+    try:
+        return zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise ValueError(f"{file} is not a readable zip file ({exc}); delete it and fetch it again.") from exc
+
+
+def _read_member(archive, file, member):
+    try:
+        return archive.read(member)
+    except KeyError:
+        raise ValueError(f"{file} has no member {member!r}: the zip is incomplete.") from None
+    except _CORRUPT as exc:
+        raise ValueError(f"{file}: member {member!r} is corrupt ({exc}); fetch the zip again.") from exc
+
+
+def _decode_member(archive, file, member, image_size):
+    data = _read_member(archive, file, member)
+    try:
+        return _decode(data, image_size)
+    except _CORRUPT as exc:
+        raise ValueError(f"{file}: member {member!r} is not a readable PNG image ({exc}).") from exc
+
+
+def _inconsistency(arrays, image_size):
+    """What is wrong with arrays read from a cache file, or None."""
+    names = ("images", "target", "target_names", "alphabet", "alphabet_names", "drawer")
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        return f"missing arrays {missing}"
+    images, target = arrays["images"], arrays["target"]
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (image_size, image_size):
+        return f"images of dtype {images.dtype} and shape {images.shape}, expected uint8 (n, {image_size}, {image_size})"
+    n = len(images)
+    if n == 0:
+        return "no images"
+    lengths = {name: len(arrays[name]) for name in ("target", "alphabet", "drawer")}
+    if any(length != n for length in lengths.values()):
+        return f"{n} images but lengths {lengths}"
+    if not np.issubdtype(target.dtype, np.integer) or target.min() < 0 or target.max() >= len(arrays["target_names"]):
+        return f"targets outside 0 .. {len(arrays['target_names']) - 1}"
+    if not set(np.unique(arrays["alphabet"])) <= set(arrays["alphabet_names"]):
+        return "alphabets absent from alphabet_names"
+    return None
 
 
 def _decode(png_bytes, image_size):
@@ -143,13 +214,13 @@ def _read_zips(files, image_size):
     """Decode every image, de-duplicated by (alphabet, character, file name)."""
     images = {}
     for file in files:
-        with zipfile.ZipFile(file) as archive:
+        with _open_zip(file) as archive:
             for member in archive.namelist():
                 parts = PurePosixPath(member).parts
                 if member.endswith(".png") and len(parts) >= 3:
                     key = parts[-3:]  # alphabet, character, "<id>_<drawer>.png"
                     if key not in images:
-                        images[key] = _decode(archive.read(member), image_size)
+                        images[key] = _decode_member(archive, file, member, image_size)
     if not images:
         raise ValueError(f"No Omniglot images found in {', '.join(map(str, files))}.")
     keys = sorted(images)
@@ -207,8 +278,8 @@ def load_omniglot(
         the two small sets. Must be ``None`` when ``path`` is a zip file.
 
     image_size : int, default=28
-        Side of the returned square images, in pixels; 105 keeps the
-        original resolution.
+        Side of the returned square images, in pixels, from 1 to 210; 105
+        keeps the original resolution.
 
     data_home : str or path-like, default=None
         Folder for downloads and the cache; see :func:`get_data_home`.
@@ -226,7 +297,8 @@ def load_omniglot(
         Keep the decoded images in a compressed ``.npz`` under
         ``data_home/omniglot_cache``, keyed by the zips' names, sizes and
         modification times and by ``image_size``, so later calls skip
-        decoding.
+        decoding. A cache file that cannot be read or whose arrays do not
+        agree with each other is ignored with a warning and rebuilt.
 
     return_X_y : bool, default=False
         Return ``(data, target)`` instead of a Bunch.
@@ -281,9 +353,7 @@ def load_omniglot(
     >>> X, y = load_omniglot("data/omniglot", image_size=32,
     ...                      return_X_y=True)  # doctest: +SKIP
     """
-    image_size = int(image_size)
-    if image_size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size}.")
+    image_size = _check_image_size(image_size)
     files = _find_zips(path, subsets, data_home, download)
 
     arrays = None
@@ -294,8 +364,13 @@ def load_omniglot(
                 arrays = {name: npz[name] for name in npz.files}
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, zipfile.BadZipFile):
-            warnings.warn(f"Ignoring unreadable Omniglot cache {cache_file}.")
+        except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile):
+            warnings.warn(f"Ignoring unreadable Omniglot cache {cache_file}; rebuilding it.")
+        if arrays is not None:
+            problem = _inconsistency(arrays, image_size)
+            if problem is not None:
+                warnings.warn(f"Ignoring inconsistent Omniglot cache {cache_file} ({problem}); rebuilding it.")
+                arrays = None
     if arrays is None:
         arrays = _read_zips(files, image_size)
         if cache:
@@ -348,7 +423,7 @@ def load_omniglot_runs(path, image_size=28):
         ``all_runs.zip``, or a folder holding it.
 
     image_size : int, default=28
-        Side of the returned square images, in pixels.
+        Side of the returned square images, in pixels, from 1 to 210.
 
     Returns
     -------
@@ -376,6 +451,7 @@ def load_omniglot_runs(path, image_size=28):
     >>> len(runs), runs[0].X_support.shape  # doctest: +SKIP
     (20, (20, 784))
     """
+    image_size = _check_image_size(image_size)
     path = Path(path)
     if path.is_dir():
         path = path / "all_runs.zip"
@@ -385,7 +461,7 @@ def load_omniglot_runs(path, image_size=28):
             "https://github.com/brendenlake/omniglot (python/one-shot-classification)."
         )
     runs = []
-    with zipfile.ZipFile(path) as archive:
+    with _open_zip(path) as archive:
         # Names relative to the runNN folder, whatever the zip's top folder,
         # because class_labels.txt refers to images as runNN/test/itemKK.png.
         members = {}
@@ -397,13 +473,12 @@ def load_omniglot_runs(path, image_size=28):
 
         def pixels(names):
             return np.stack(
-                [_decode(archive.read(members[n]), image_size).ravel() for n in names]
+                [_decode_member(archive, path, members[n], image_size).ravel() for n in names]
             ).astype(np.float32) / 255
 
         for run in sorted({name.split("/")[0] for name in members}):
             support = sorted(n for n in members if n.startswith(f"{run}/training/"))
-            labels = archive.read(members[f"{run}/class_labels.txt"]).decode().split()
-            query, answer = labels[0::2], labels[1::2]
+            query, answer = _run_labels(archive, path, run, members, support)
             runs.append(
                 Bunch(
                     name=run,
@@ -414,3 +489,30 @@ def load_omniglot_runs(path, image_size=28):
                 )
             )
     return runs
+
+
+def _run_labels(archive, path, run, members, support):
+    """Query images and their true support images of one run, checked so
+    that no run comes back with images and labels that disagree."""
+    labels_name = f"{run}/class_labels.txt"
+    if labels_name not in members:
+        raise ValueError(f"{path}: {run} has no class_labels.txt.")
+    if not support:
+        raise ValueError(f"{path}: {run} has no training images.")
+    try:
+        labels = _read_member(archive, path, members[labels_name]).decode().split()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: {labels_name} is not text ({exc}).") from exc
+    if not labels or len(labels) % 2:
+        raise ValueError(
+            f"{path}: {labels_name} must pair each test image with a training image "
+            f"(an even number of names), got {len(labels)} names."
+        )
+    query, answer = labels[0::2], labels[1::2]
+    for name in query:
+        if name not in members:
+            raise ValueError(f"{path}: {labels_name} names {name}, which the zip does not hold.")
+    for name in answer:
+        if name not in support:
+            raise ValueError(f"{path}: {labels_name} names {name}, which is not a training image of {run}.")
+    return query, answer

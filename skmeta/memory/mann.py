@@ -6,15 +6,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_X_y
 from sklearn.utils.multiclass import check_classification_targets
 
+from .._prediction import PREDICT_BATCH_SIZE, check_finite, predict_in_chunks
 from ..base import MetaClassifierMixin, MetaLearner
 from ..utils._torch import as_tensor, full_precision, set_training
 from ._memory import MANN
 
 __all__ = ["MANNClassifier"]
-
-# Queries are continued from the support state in chunks: each continuation
-# carries its own copy of the memory (memory_rows * memory_width floats).
-_QUERY_CHUNK = 512
 
 
 class MANNClassifier(MetaClassifierMixin, MetaLearner):
@@ -61,6 +58,13 @@ class MANNClassifier(MetaClassifierMixin, MetaLearner):
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, meta-training, and the order in which
         ``fit`` presents the support set.
+
+    predict_batch_size : int, default=512
+        Query rows scored at once by ``predict``, ``predict_proba`` and
+        ``score``: any number of rows is predicted in chunks of this size,
+        in memory bounded by it (each query continues the support state
+        with its own copy of the memory). Predictions do not depend on it. Not to be confused with
+        ``batch_size``, the number of tasks per meta-batch.
 
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
@@ -147,9 +151,11 @@ class MANNClassifier(MetaClassifierMixin, MetaLearner):
     # random_state also seeds meta-training, but after it, it still sets the
     # order in which fit presents the support set: changing it is meaningful.
     _adaptation_params = ("random_state",)
+    _neutral_params = MetaLearner._neutral_params + ("predict_batch_size",)
 
-    def __init__(self, module=MANN, *args, **kwargs):
+    def __init__(self, module=MANN, *args, predict_batch_size=PREDICT_BATCH_SIZE, **kwargs):
         super().__init__(module, *args, **kwargs)
+        self.predict_batch_size = predict_batch_size
 
     # ------------------------------------------------------------------
     # meta level
@@ -229,11 +235,14 @@ class MANNClassifier(MetaClassifierMixin, MetaLearner):
 
     def _predict_scores(self, X):
         n_classes = len(self.classes_)
-        scores = []
-        for chunk in torch.split(X, _QUERY_CHUNK):
-            logits, _ = self.module_.step(chunk, self.memory_state_.repeat_interleave(len(chunk)))
-            scores.append(full_precision(logits[:, :n_classes]))
-        return torch.cat(scores)
+
+        def scores(rows):
+            logits, _ = self.module_.step(rows, self.memory_state_.repeat_interleave(len(rows)))
+            logits = full_precision(logits[:, :n_classes])
+            check_finite(logits, rows, self, "class scores")
+            return logits
+
+        return predict_in_chunks(scores, X, self.predict_batch_size)
 
     def predict_proba_sequence(self, X, y):
         """Online prediction along a labelled sequence, Santoro et al.'s protocol.

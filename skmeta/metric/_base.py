@@ -13,11 +13,12 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import validate_data
 
+from .._prediction import PREDICT_BATCH_SIZE, check_finite, predict_in_chunks
 from ..base import MetaClassifierMixin, MetaLearner
 from ..utils._torch import full_precision, set_training
 from ..modules import infer_n_features_out
 
-__all__ = ["MetricMetaLearner", "class_means"]
+__all__ = ["MetricMetaLearner", "class_means", "normalize_rows", "power_of_two_scale"]
 
 
 def class_means(z, y, n_way):
@@ -28,14 +29,79 @@ def class_means(z, y, n_way):
     return sums / counts.unsqueeze(1)
 
 
+def power_of_two_scale(*tensors, dim=None):
+    """1, or for values of huge magnitude a power of two that brings them
+    below 2**32.
+
+    Dividing by a power of two is exact in floating point (only the
+    exponent changes), and values below 2**32 keep squares and sums of
+    squares far from float32's limit (about 3.4e38, which a square reaches
+    from about 1.8e19). Ordinary embeddings are left as they are (the
+    scale is 1), so their distances do not depend on the other rows of the
+    batch. Detached: distances are rescaled by a constant.
+
+    Parameters
+    ----------
+    *tensors : torch.Tensor
+
+    dim : int or None, default=None
+        One scale per slice along the other axes (keeping ``dim``), or one
+        for all values.
+
+    Returns
+    -------
+    scale : torch.Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.metric._base import power_of_two_scale
+    >>> power_of_two_scale(torch.tensor([3e20, -5.0])) == 2.0 ** 37
+    tensor(True)
+    >>> power_of_two_scale(torch.tensor([1e6]))
+    tensor(1.)
+    """
+    if dim is None:
+        largest = torch.stack([t.detach().abs().amax() if t.numel() else t.new_zeros(()) for t in tensors]).amax()
+    else:
+        (tensor,) = tensors
+        largest = tensor.detach().abs().amax(dim, keepdim=True)
+    _, exponent = torch.frexp(largest)
+    return torch.ldexp(torch.ones_like(largest), (exponent - 32).clamp(min=0))
+
+
+def normalize_rows(z):
+    """Rows of ``z`` at unit Euclidean norm, as ``F.normalize(z, dim=1)``,
+    without overflow: the norm of a row with values above about 1.8e19
+    overflows float32 and the row would become zero.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.metric._base import normalize_rows
+    >>> normalize_rows(torch.tensor([[3e30, 4e30], [3.0, 4.0]]))
+    tensor([[0.6000, 0.8000],
+            [0.6000, 0.8000]])
+    """
+    # One scale per row: a small row divided by another row's large scale
+    # would fall below normalize's eps.
+    return torch.nn.functional.normalize(z / power_of_two_scale(z, dim=1), dim=1)
+
+
 class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaClassifierMixin, MetaLearner):
     """Base of the metric-based meta-learners (not used directly).
 
     Subclasses set ``_task_state_names`` and implement ``_task_state`` and
-    ``_logits``.
+    ``_logits``. ``predict_batch_size`` bounds the rows embedded and
+    scored at once in prediction and ``transform``.
     """
 
     _task_state_names = ()
+    _neutral_params = MetaLearner._neutral_params + ("predict_batch_size",)
+
+    def __init__(self, module, *args, predict_batch_size=PREDICT_BATCH_SIZE, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.predict_batch_size = predict_batch_size
 
     @property
     def _task_attributes(self):
@@ -95,9 +161,23 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
                 setattr(self, name, value)
 
     def _predict_scores(self, X):
+        state = {name: getattr(self, name) for name in self._task_state_names}
+
+        def scores(rows):
+            z = self._embed_checked(rows)
+            with torch.autocast(z.device.type, enabled=False):
+                logits = full_precision(self._logits(z, **state))
+            # -inf is a class of zero probability; NaN, +inf or a row without
+            # a finite score would make softmax NaN.
+            check_finite(logits, rows, self, "class scores", allow_neg_inf=True)
+            return logits
+
+        return predict_in_chunks(scores, X, self.predict_batch_size)
+
+    def _embed_checked(self, X):
         z = full_precision(self.embed(X))
-        with torch.autocast(z.device.type, enabled=False):
-            return self._logits(z, **{name: getattr(self, name) for name in self._task_state_names})
+        check_finite(z, X, self, "embeddings")
+        return z
 
     def transform(self, X):
         """Embed ``X`` with the meta-learned backbone.
@@ -126,8 +206,8 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
         X = self._network_input(X)
         set_training(self, False)
         with torch.no_grad(), self._autocast():
-            Z = self.embed(X)
-        return full_precision(Z).cpu().numpy()
+            Z = predict_in_chunks(self._embed_checked, X, self.predict_batch_size)
+        return Z.cpu().numpy()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

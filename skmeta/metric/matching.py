@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..modules import MLP, infer_n_features_out
-from ._base import MetricMetaLearner
+from ._base import MetricMetaLearner, normalize_rows
 
 __all__ = ["MatchingNetworkClassifier", "FullContextEmbedding"]
 
@@ -105,6 +105,13 @@ class MatchingNetworkClassifier(MetricMetaLearner):
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and meta-training.
 
+    predict_batch_size : int, default=512
+        Query rows scored at once by ``predict``, ``predict_proba``,
+        ``score`` (and ``transform`` where there is one): any number of
+        rows is predicted in chunks of this size, in memory bounded by it.
+        Predictions do not depend on it. Not to be confused with
+        ``batch_size``, the number of tasks per meta-batch.
+
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
 
@@ -201,7 +208,7 @@ class MatchingNetworkClassifier(MetricMetaLearner):
     def _logits(self, z_query, support_embeddings_, support_one_hot_):
         if self._context is not None:
             z_query = self._context.embed_query(z_query, support_embeddings_)
-        cosine = F.normalize(z_query, dim=1) @ F.normalize(support_embeddings_, dim=1).T
+        cosine = normalize_rows(z_query) @ normalize_rows(support_embeddings_).T
         # log of the attention mass on each class, up to a per-query constant:
         # the softmax of these logits is the paper's sum of attention weights.
         mask = support_one_hot_.log()  # 0 on the class's examples, -inf elsewhere

@@ -10,13 +10,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_scalar
 from skorch.dataset import Dataset
 from torch import nn
-from torch.nn import functional as F
 
 from ..tasks._intake import TaskDataset, check_task
 from ..utils._torch import as_tensor, full_precision, set_training
 from ..modules import MLP, infer_n_features_out
 from ..tasks import EpisodeSampler
-from ._base import MetricMetaLearner, class_means
+from ._base import MetricMetaLearner, class_means, normalize_rows, power_of_two_scale
 
 __all__ = ["PretrainedClassifier"]
 
@@ -108,6 +107,13 @@ class PretrainedClassifier(MetricMetaLearner):
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and the order of the mini-batches.
+
+    predict_batch_size : int, default=512
+        Query rows scored at once by ``predict``, ``predict_proba``,
+        ``score`` (and ``transform`` where there is one): any number of
+        rows is predicted in chunks of this size, in memory bounded by it.
+        Predictions do not depend on it. Not to be confused with
+        ``batch_size``, the number of tasks per meta-batch.
 
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``,
@@ -265,7 +271,7 @@ class PretrainedClassifier(MetricMetaLearner):
             return z
         if self.normalize == "cl2n":
             z = z - self.head_.feature_mean
-        return F.normalize(z, dim=1)
+        return normalize_rows(z)
 
     def _task_state(self, z_support, y_support, n_way):
         if self.classifier == "centroid" or n_way < 2:
@@ -277,10 +283,17 @@ class PretrainedClassifier(MetricMetaLearner):
 
     def _logits(self, z_query, prototypes_, logistic_):
         if logistic_ is None:
-            return -torch.cdist(z_query, prototypes_).pow(2)
+            # As ProtoNet's: in units of an exact power-of-two scale, the
+            # nearest prototype at 0, so huge distances give -inf, not NaN.
+            scale = power_of_two_scale(z_query, prototypes_)
+            distances = torch.cdist(z_query / scale, prototypes_ / scale).pow(2)
+            return -(distances - distances.amin(1, keepdim=True).detach()) * scale * scale
         scores = logistic_.decision_function(z_query.detach().cpu().numpy())
         if scores.ndim == 1:  # binary: the softmax of (0, d) is (1 - sigmoid(d), sigmoid(d))
             scores = np.stack([np.zeros_like(scores), scores], axis=1)
+        # Shifted in float64, so that the top score of a row survives the
+        # cast to float32 however large the scores are.
+        scores = scores - scores.max(axis=1, keepdims=True)
         return torch.as_tensor(scores, dtype=z_query.dtype, device=z_query.device)
 
 

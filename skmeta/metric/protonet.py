@@ -1,9 +1,8 @@
 """Prototypical Networks (Snell et al., 2017)."""
 
-import torch
 
 from ..modules import MLP
-from ._base import MetricMetaLearner, class_means
+from ._base import MetricMetaLearner, class_means, normalize_rows, power_of_two_scale
 
 __all__ = ["ProtoNetClassifier"]
 
@@ -40,6 +39,13 @@ class ProtoNetClassifier(MetricMetaLearner):
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and meta-training.
+
+    predict_batch_size : int, default=512
+        Query rows scored at once by ``predict``, ``predict_proba``,
+        ``score`` (and ``transform`` where there is one): any number of
+        rows is predicted in chunks of this size, in memory bounded by it.
+        Predictions do not depend on it. Not to be confused with
+        ``batch_size``, the number of tasks per meta-batch.
 
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
@@ -111,10 +117,17 @@ class ProtoNetClassifier(MetricMetaLearner):
 
     def _logits(self, z_query, prototypes_):
         if self.distance == "cosine":
-            return torch.nn.functional.normalize(z_query, dim=1) @ torch.nn.functional.normalize(prototypes_, dim=1).T
-        squared = (
-            z_query.pow(2).sum(1, keepdim=True)
-            - 2 * z_query @ prototypes_.T
-            + prototypes_.pow(2).sum(1)
-        ).clamp(min=0)
-        return -squared if self.distance == "sqeuclidean" else -squared.sqrt()
+            return normalize_rows(z_query) @ normalize_rows(prototypes_).T
+        # In units of a power of two above every embedding value (an exact
+        # rescaling), so that squares do not overflow float32; the nearest
+        # prototype of each query scores 0, so a distance too large for
+        # float32 becomes a score of -inf (probability 0), never a NaN.
+        scale = power_of_two_scale(z_query, prototypes_)
+        q, p = z_query / scale, prototypes_ / scale
+        distances = (q.pow(2).sum(1, keepdim=True) - 2 * q @ p.T + p.pow(2).sum(1)).clamp(min=0)
+        if self.distance == "euclidean":
+            distances = distances.sqrt()
+        relative = distances - distances.amin(1, keepdim=True).detach()
+        if self.distance == "euclidean":
+            return -relative * scale
+        return -relative * scale * scale

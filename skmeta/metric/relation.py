@@ -86,6 +86,13 @@ class RelationNetworkClassifier(MetricMetaLearner):
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and meta-training.
 
+    predict_batch_size : int, default=512
+        Query rows scored at once by ``predict``, ``predict_proba``,
+        ``score`` (and ``transform`` where there is one): any number of
+        rows is predicted in chunks of this size, in memory bounded by it.
+        Predictions do not depend on it. Not to be confused with
+        ``batch_size``, the number of tasks per meta-batch.
+
     **kwargs
         Routed parameters: ``module__*``, ``relation__*``, ``optimizer__*``,
         ``callbacks__*``.

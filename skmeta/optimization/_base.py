@@ -19,6 +19,7 @@ import torch
 from sklearn.utils import check_scalar
 from torch import nn
 
+from .._prediction import PREDICT_BATCH_SIZE, check_finite, predict_in_chunks
 from ..base import MetaLearner
 from ..modules import MLP, infer_n_features_out
 from ._inner_loop import TaskBatchNorm, functional_forward, inner_loop, map_tasks, use_task_batch_norm
@@ -84,7 +85,7 @@ class OptimizationMetaLearner(MetaLearner):
     _task_attributes = MetaLearner._task_attributes + ("adapted_params_", "support_X_")
     # Mapping tasks with vmap or a loop gives the same numbers (to float
     # rounding): a speed setting, read by neither stage's semantics.
-    _neutral_params = MetaLearner._neutral_params + ("vectorize_tasks",)
+    _neutral_params = MetaLearner._neutral_params + ("vectorize_tasks", "predict_batch_size")
     _adaptation_params = ("adapt_steps",)
     # torch.func.grad differentiates even under an outer no_grad (it is a
     # function transform), so fit adapts without building any graph through
@@ -102,6 +103,7 @@ class OptimizationMetaLearner(MetaLearner):
         zero_head=False,
         head=None,
         vectorize_tasks="auto",
+        predict_batch_size=PREDICT_BATCH_SIZE,
         **kwargs,
     ):
         kwargs.setdefault("criterion", nn.MSELoss if self._y_numeric else nn.CrossEntropyLoss)
@@ -112,6 +114,7 @@ class OptimizationMetaLearner(MetaLearner):
         self.zero_head = zero_head
         self.head = head
         self.vectorize_tasks = vectorize_tasks
+        self.predict_batch_size = predict_batch_size
 
     # ------------------------------------------------------------------
     # what a method defines
@@ -228,8 +231,16 @@ class OptimizationMetaLearner(MetaLearner):
         self.support_X_ = X if self._task_normalised() else None
 
     def _predict_scores(self, X):
-        output = self._forward(self.adapted_params_, X, reference=self.support_X_)
-        return output[:, : self._support_outputs()]
+        n_outputs = self._support_outputs()
+
+        def scores(rows):
+            # Each chunk is normalised by the support set (support_X_), never
+            # by the other queries, so chunking does not change predictions.
+            output = self._forward(self.adapted_params_, rows, reference=self.support_X_)[:, :n_outputs]
+            check_finite(output, rows, self, "outputs")
+            return output
+
+        return predict_in_chunks(scores, X, self.predict_batch_size)
 
     def _support_outputs(self):
         return self.n_outputs_ if self._y_numeric else len(self.classes_)

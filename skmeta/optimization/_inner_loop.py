@@ -28,6 +28,9 @@ Bronskill, J., Gordon, J., Requeima, J., Nowozin, S. and Turner, R. E.
 
 import contextlib
 import contextvars
+import copy
+import threading
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -170,10 +173,17 @@ def use_task_batch_norm(module):
 def functional_forward(module, params, X, reference=None):
     """``module`` applied to ``X`` with the parameters ``params``.
 
+    The call never writes into ``module``, not even for its duration: it
+    runs on a private structural copy of the network (see
+    :func:`skeleton`) with every parameter and buffer passed explicitly,
+    so threads predicting with one learner cannot see each other's
+    weights, and gradients still flow to the tensors in ``params``.
+
     Parameters
     ----------
     module : torch.nn.Module
-        Its own parameters stand in for any missing from ``params``.
+        Its own parameters and buffers stand in for any missing from
+        ``params``.
 
     params : dict of str to torch.Tensor
 
@@ -200,12 +210,75 @@ def functional_forward(module, params, X, reference=None):
     tensor([[3.],
             [3.]])
     """
+    tensors = {**dict(module.named_buffers()), **dict(module.named_parameters()), **params}
+    private = skeleton(module)
     if reference is None:
-        return functional_call(module, params, (X,))
+        return functional_call(private, tensors, (X,))
     n_reference = reference.shape[0]
     with _reference_rows(n_reference):
-        output = functional_call(module, params, (torch.cat([reference, X]),))
+        output = functional_call(private, tensors, (torch.cat([reference, X]),))
     return output[n_reference:]
+
+
+# Per thread, the skeleton of each module: functional_call swaps tensors into
+# the module it is given while it runs, so a module shared between threads
+# must never be the one it runs on.
+_SKELETONS = threading.local()
+
+
+def skeleton(module):
+    """This thread's private structural copy of ``module``.
+
+    The copy has the modules, hooks and settings of ``module`` but its
+    parameters and buffers are placeholders on the "meta" device (no
+    memory): it is only ever run with ``torch.func.functional_call`` and
+    every tensor passed in, as :func:`functional_forward` does. It is built
+    once per thread and module, rebuilt if the module's parameter or buffer
+    names change, and follows the module's train/eval flags.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    skeleton : torch.nn.Module
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.optimization._inner_loop import skeleton
+    >>> layer = torch.nn.Linear(2, 1)
+    >>> skeleton(layer).weight.device
+    device(type='meta')
+    >>> skeleton(layer) is skeleton(layer)
+    True
+    """
+    cache = getattr(_SKELETONS, "by_module", None)
+    if cache is None:
+        cache = _SKELETONS.by_module = weakref.WeakKeyDictionary()
+    names = (
+        tuple(name for name, _ in module.named_parameters()),
+        tuple(name for name, _ in module.named_buffers()),
+    )
+    entry = cache.get(module)
+    if entry is None or entry[0] != names:
+        entry = cache[module] = (names, _placeholder_copy(module))
+    private = entry[1]
+    for original, copied in zip(module.modules(), private.modules()):
+        if copied.training != original.training:
+            copied.training = original.training
+    return private
+
+
+def _placeholder_copy(module):
+    memo = {}
+    for tensor in (*module.parameters(), *module.buffers()):
+        placeholder = torch.empty_like(tensor, device="meta")
+        if isinstance(tensor, nn.Parameter):
+            placeholder = nn.Parameter(placeholder, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = placeholder
+    return copy.deepcopy(module, memo)
 
 
 def inner_loop(loss, params, lr, n_steps, first_order=False, update=None):

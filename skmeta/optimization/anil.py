@@ -1,9 +1,8 @@
 """ANIL, Almost No Inner Loop (Raghu et al., 2020): MAML adapting the head only."""
 
-from torch.func import functional_call
-
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ._base import CLASSIFIER_DOC, REGRESSOR_DOC
+from ._inner_loop import functional_forward, skeleton
 from .maml import _MAML
 
 __all__ = ["ANILClassifier", "ANILRegressor"]
@@ -17,22 +16,24 @@ class _ANIL(_MAML):
         name = self._head_name()
         head = self.module_.get_submodule(name)
         prefix = name + "."
-        features = self._head_input(head, params, X_support)
+        features = self._head_input(name, params, X_support)
 
         def loss(adapted):
             weights = {key[len(prefix):]: value for key, value in adapted.items()}
-            return self._loss(functional_call(head, weights, (features,)), y_support, n_outputs)
+            return self._loss(functional_forward(head, weights, features), y_support, n_outputs)
 
         return loss, {key: value for key, value in params.items() if key.startswith(prefix)}
 
-    def _head_input(self, head, params, X):
+    def _head_input(self, name, params, X):
         """What the network feeds its head, from one forward pass."""
         seen = {}
 
         def record(module, args, output):
             seen["input"], seen["output"] = args[0], output
 
-        handle = head.register_forward_hook(record)
+        # On this thread's skeleton, which the forward pass runs on: a hook
+        # on the shared network would fire in other threads' passes too.
+        handle = skeleton(self.module_).get_submodule(name).register_forward_hook(record)
         try:
             output = self._forward(params, X)
         finally:
@@ -64,7 +65,7 @@ _DOC = """ANIL {kind}: MAML whose adaptation changes only the last layer.
         Name of the submodule adapted in the inner loop (as in
         ``module.named_modules()``); None means the last ``nn.Linear``.
 
-    inner_steps, inner_lr, adapt_steps, adapt_lr, first_order, zero_head, vectorize_tasks
+    inner_steps, inner_lr, adapt_steps, adapt_lr, first_order, zero_head, vectorize_tasks, predict_batch_size
         As in :class:`MAML{kind_title}`, applied to the head.
 
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device, criterion, random_state

@@ -2,6 +2,7 @@
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
+from .._prediction import PREDICT_BATCH_SIZE_DOC
 from ._base import CLASSIFIER_DOC, REGRESSOR_DOC, ZERO_HEAD_DOC, OptimizationMetaLearner
 
 __all__ = ["MAMLClassifier", "MAMLRegressor"]
@@ -80,6 +81,7 @@ _DOC = """MAML {kind}: a network meta-trained to {task} after a few gradient ste
         network has convolutions, where a loop is faster on CPU. Results
         agree to float rounding.
 
+""" + PREDICT_BATCH_SIZE_DOC + """
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device
         Meta-training, as in :class:`skorch.NeuralNet`: Adam with
         ``lr=1e-3`` by default; ``batch_size`` is the number of tasks per

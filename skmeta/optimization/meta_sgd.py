@@ -5,6 +5,7 @@ from torch import nn
 
 from ..base import MetaClassifierMixin, MetaRegressorMixin
 from ..modules import MLP
+from .._prediction import PREDICT_BATCH_SIZE_DOC
 from ._base import CLASSIFIER_DOC, REGRESSOR_DOC, ZERO_HEAD_DOC, OptimizationMetaLearner
 
 __all__ = ["MetaSGDClassifier", "MetaSGDRegressor", "LearnedStepSizes"]
@@ -103,6 +104,7 @@ _DOC = """Meta-SGD {kind}: MAML with a meta-learned step size for every weight.
         Adapt the tasks of a meta-batch together with ``torch.func.vmap``;
         "auto" does unless the network has convolutions.
 
+""" + PREDICT_BATCH_SIZE_DOC + """
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device
         Meta-training, as in :class:`skorch.NeuralNet` (Adam, ``lr=1e-3``).
 

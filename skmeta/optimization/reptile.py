@@ -99,7 +99,7 @@ _DOC = """Reptile {kind}: an initialisation moved toward each task's adapted wei
         The meta step size (epsilon in the paper); anneal it with skorch's
         ``LRScheduler`` callback as Nichol et al. do.
 
-    zero_head, head, vectorize_tasks, max_epochs, batch_size, callbacks, warm_start, verbose, device, criterion, random_state
+    zero_head, head, vectorize_tasks, predict_batch_size, max_epochs, batch_size, callbacks, warm_start, verbose, device, criterion, random_state
         As in :class:`MAML{kind_title}`.
 
     **kwargs

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._prediction import PREDICT_BATCH_SIZE, check_finite, predict_in_chunks
 from ..base import MetaClassifierMixin, MetaLearner
 from ..utils._torch import full_precision
 
@@ -225,6 +226,12 @@ class FeatureVoteClassifier(MetaClassifierMixin, MetaLearner):
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and meta-training.
 
+    predict_batch_size : int, default=512
+        Query rows scored at once by ``predict``, ``predict_proba`` and
+        ``score``: any number of rows is predicted in chunks of this size,
+        in memory bounded by it. Predictions do not depend on it. Not to be
+        confused with ``batch_size``, the number of tasks per meta-batch.
+
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
 
@@ -282,24 +289,41 @@ class FeatureVoteClassifier(MetaClassifierMixin, MetaLearner):
 
     _fixed_n_features = False
     _task_attributes = MetaLearner._task_attributes + ("task_state_", "feature_relevance_")
+    _neutral_params = MetaLearner._neutral_params + ("predict_batch_size",)
 
-    def __init__(self, module=FeatureVoteNet, *args, lr=3e-3, batch_size=4, **kwargs):
+    def __init__(
+        self, module=FeatureVoteNet, *args, lr=3e-3, batch_size=4, predict_batch_size=PREDICT_BATCH_SIZE, **kwargs
+    ):
         super().__init__(module, *args, lr=lr, batch_size=batch_size, **kwargs)
+        self.predict_batch_size = predict_batch_size
 
     def meta_loss(self, tasks, training):
         with torch.set_grad_enabled(training):
             losses, correct, total = [], 0, 0
             # One task at a time: tasks of a meta-batch have different widths.
             for task in tasks:
-                logits = full_precision(self.module_(task.X_support, task.y_support, task.X_query, task.n_way))
+                logits = full_precision(self.module_(
+                    _flat(task.X_support), task.y_support, _flat(task.X_query), task.n_way
+                ))
                 losses.append(self.get_loss(logits, task.y_query, training=training))
                 correct += int((logits.argmax(1) == task.y_query).sum())
                 total += len(task.y_query)
         return torch.stack(losses).mean(), correct / total
 
     def _adapt(self, X, y):
-        self.task_state_ = self.module_.task_state(X, y, len(self.classes_))
+        self.task_state_ = self.module_.task_state(_flat(X), y, len(self.classes_))
         self.feature_relevance_ = self.task_state_["relevance"].cpu().numpy().astype(np.float64)
 
     def _predict_scores(self, X):
-        return self.module_.logits(X, **self.task_state_)
+        def scores(rows):
+            logits = self.module_.logits(rows, **self.task_state_)
+            check_finite(logits, rows, self, "class scores")
+            return logits
+
+        return predict_in_chunks(scores, _flat(X), self.predict_batch_size)
+
+
+def _flat(X):
+    """N-D examples (images) as rows of features: every feature votes alike,
+    whatever its position, so flattening loses nothing."""
+    return X.reshape(len(X), -1) if X.dim() > 2 else X

@@ -1,4 +1,5 @@
 import io
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -218,3 +219,141 @@ def test_load_omniglot_runs(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="all_runs.zip"):
         load_omniglot_runs(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------
+# bad arguments, damaged files
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "image_size, error",
+    [(10**6, ValueError), (0, ValueError), (-3, ValueError), (27.9, TypeError), (28.0, TypeError),
+     ("28", TypeError), (True, TypeError)],
+)
+def test_bad_image_size_is_rejected_before_reading(tmp_path, image_size, error):
+    # tmp_path holds no zip: the size is checked before anything is read or allocated.
+    with pytest.raises(error, match="image_size"):
+        load_omniglot(tmp_path, image_size=image_size, data_home=tmp_path)
+    with pytest.raises(error, match="image_size"):
+        load_omniglot_runs(tmp_path, image_size=image_size)
+
+
+def test_numpy_integer_image_size(tmp_path):
+    folder = _write_small_omniglot(tmp_path)
+    X, _ = load_omniglot(folder, image_size=np.int64(7), cache=False, return_X_y=True)
+    assert X.shape == (6, 49)
+
+
+def _write_small_omniglot(tmp_path, png=None):
+    """A zip with Omniglot's layout: 2 alphabets, 3 characters, 2 drawers."""
+    folder = tmp_path / "omniglot_zips"
+    folder.mkdir(exist_ok=True)
+    with zipfile.ZipFile(folder / "images_background_small1.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for index, (alphabet, character) in enumerate([("A", "character01"), ("A", "character02"), ("B", "character01")]):
+            for drawer in (1, 2):
+                box = (10 * index, 10 * drawer, 10 * index + 30, 10 * drawer + 30)
+                data = _png(box) if png is None else png
+                archive.writestr(f"images_background_small1/{alphabet}/{character}/{index:04d}_{drawer:02d}.png", data)
+    return folder
+
+
+def test_inconsistent_cache_is_rebuilt(tmp_path):
+    folder = _write_small_omniglot(tmp_path)
+    home = tmp_path / "home"
+    expected = load_omniglot(folder, image_size=7, data_home=home)
+    (cache_file,) = (home / "omniglot_cache").glob("*.npz")
+    with np.load(cache_file) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["target"] = arrays["target"][:-1]  # one image without its label
+    np.savez_compressed(cache_file, **arrays)
+    with pytest.warns(UserWarning, match="inconsistent Omniglot cache.*rebuilding"):
+        rebuilt = load_omniglot(folder, image_size=7, data_home=home)
+    for key in ("data", "target", "alphabet", "drawer"):
+        np.testing.assert_array_equal(rebuilt[key], expected[key])
+    # The rebuilt cache is whole again: read without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_omniglot(folder, image_size=7, data_home=home)
+
+
+def test_cache_with_wrong_image_shape_is_rebuilt(tmp_path):
+    folder = _write_small_omniglot(tmp_path)
+    home = tmp_path / "home"
+    load_omniglot(folder, image_size=7, data_home=home)
+    (cache_file,) = (home / "omniglot_cache").glob("*.npz")
+    with np.load(cache_file) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["images"] = arrays["images"][:, :5, :5]
+    np.savez_compressed(cache_file, **arrays)
+    with pytest.warns(UserWarning, match="inconsistent"):
+        assert load_omniglot(folder, image_size=7, data_home=home).data.shape == (6, 49)
+
+
+def test_not_a_zip_names_the_file(tmp_path):
+    (tmp_path / "images_background_small1.zip").write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="images_background_small1.zip.*not a readable zip"):
+        load_omniglot(tmp_path, cache=False)
+
+
+def test_truncated_zip_names_the_file(tmp_path):
+    folder = _write_small_omniglot(tmp_path)
+    file = folder / "images_background_small1.zip"
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    with pytest.raises(ValueError, match="images_background_small1.zip"):
+        load_omniglot(folder, cache=False)
+
+
+def test_damaged_member_names_the_file_and_member(tmp_path):
+    folder = _write_small_omniglot(tmp_path)
+    file = folder / "images_background_small1.zip"
+    data = bytearray(file.read_bytes())
+    with zipfile.ZipFile(file) as archive:
+        info = archive.infolist()[2]
+    # Flip bytes inside the member's compressed data (after its local header).
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 5, start + 25):
+        data[i] ^= 0xFF
+    file.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"images_background_small1.zip: member '{info.filename}'"):
+        load_omniglot(folder, cache=False)
+
+
+def test_member_that_is_not_a_png_names_the_file_and_member(tmp_path):
+    folder = _write_small_omniglot(tmp_path, png=b"\x89PNG but not really")
+    with pytest.raises(ValueError, match="images_background_small1.zip: member .*not a readable PNG"):
+        load_omniglot(folder, cache=False)
+
+
+def _write_runs(path, labels_text, with_labels=True):
+    with zipfile.ZipFile(path, "w") as archive:
+        for c in (1, 2):
+            archive.writestr(f"run01/training/class{c:02d}.png", _png((0, 0, 10 * c, 10 * c)))
+        archive.writestr("run01/test/item01.png", _png((0, 0, 10, 10)))
+        if with_labels:
+            archive.writestr("run01/class_labels.txt", labels_text)
+
+
+@pytest.mark.parametrize(
+    "labels_text, match",
+    [
+        ("run01/test/item01.png\n", "even number of names"),  # 1 query image, 0 labels
+        ("", "even number of names"),
+        ("run01/test/item02.png run01/training/class01.png\n", "does not hold"),
+        ("run01/test/item01.png run01/training/class09.png\n", "not a training image"),
+    ],
+)
+def test_runs_never_pair_images_and_labels_wrongly(tmp_path, labels_text, match):
+    _write_runs(tmp_path / "all_runs.zip", labels_text)
+    with pytest.raises(ValueError, match=match):
+        load_omniglot_runs(tmp_path)
+
+
+def test_run_without_labels_file(tmp_path):
+    _write_runs(tmp_path / "all_runs.zip", "", with_labels=False)
+    with pytest.raises(ValueError, match="run01 has no class_labels.txt"):
+        load_omniglot_runs(tmp_path)
+
+
+def test_corrupt_runs_zip_names_the_file(tmp_path):
+    (tmp_path / "all_runs.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="all_runs.zip"):
+        load_omniglot_runs(tmp_path)
