@@ -479,6 +479,17 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
             self.history.record_batch("train_acc", float(accuracy))
         return {"loss": loss, "y_pred": None}
 
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        # A finite gradient can still overflow the optimiser's state (Adam's
+        # squared-gradient average) and leave non-finite weights; huge inputs
+        # can overflow batch norm's running statistics.
+        for module_name, module in owned_modules(self).items():
+            for name, value in (*module.named_parameters(), *module.named_buffers()):
+                if value.is_floating_point() and not torch.isfinite(value).all():
+                    self._check_finite(value, f"{module_name}{name} after the update")
+        return step
+
     def _check_finite(self, value, what):
         if not torch.isfinite(value).all():
             epoch, batch = len(self.history), len(self.history[-1, "batches"])

@@ -2,9 +2,8 @@
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
-from urllib.request import urlopen
+from sklearn.datasets import fetch_file
 
 __all__ = ["get_data_home"]
 
@@ -62,21 +61,10 @@ def _verify_sha256(path, expected):
 
 
 def _fetch(url, dest, sha256=None):
-    """Download ``url`` to ``dest``, verifying its sha256 when one is given.
-
-    The file is written beside ``dest`` under a temporary name and moved into
-    place only once complete and verified, so an interrupted or corrupted
-    download never leaves a file that a later call would trust.
-    """
+    """Download ``url`` to ``dest`` with scikit-learn's ``fetch_file``
+    (retries, sha256 verification, the file moved into place only once
+    complete and verified, so an interrupted or corrupted download never
+    leaves a file that a later call would trust)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    try:
-        with urlopen(url, timeout=60) as response, open(partial, "wb") as f:
-            shutil.copyfileobj(response, f)
-        if sha256 is not None:
-            _verify_sha256(partial, sha256)
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
-    return dest
+    return fetch_file(url, folder=dest.parent, local_filename=dest.name, sha256=sha256)
