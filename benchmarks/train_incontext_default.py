@@ -41,6 +41,7 @@ class WallClockSchedule(Callback):
     def on_batch_begin(self, net, **kwargs):
         progress = (time.perf_counter() - self.start) / self.seconds
         if progress >= 1:
+            self.stopped_ = True  # a requested stop, not an interruption (no warning)
             raise KeyboardInterrupt
         factor = progress / self.warmup if progress < self.warmup else 0.5 * (
             1 + torch.cos(torch.tensor(torch.pi * (progress - self.warmup) / (1 - self.warmup))).item())

@@ -394,7 +394,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
                 f"tasks have {math.prod(input_shape)} features, but {type(self).__name__} "
                 f"was meta-fitted with {self.meta_n_features_in_} features"
             )
-        before = copy.deepcopy(self.__dict__)
+        before = self._snapshot()
         try:
             self._prepare_meta_fit(tasks, first, continues)
             rng_state = getattr(self, "meta_rng_state_", None) if continues else None
@@ -417,12 +417,39 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
                 NeuralNet.partial_fit(self, tasks, val_tasks, epochs=epochs)
         except BaseException:
             # Transactional: whatever failed, the learner is as before the call.
-            self.__dict__.clear()
-            self.__dict__.update(before)
+            self._restore(before)
             raise
         set_training(self, False)
         self.meta_params_ = self._meta_param_snapshot()
         return self
+
+    def _snapshot(self):
+        """What ``_restore`` needs to put the learner back as it is now."""
+        try:
+            return {"dict": copy.deepcopy(self.__dict__)}
+        except Exception:
+            # Something that cannot be copied (a callback holding a lock or a
+            # file, such as a TensorBoard writer): keep the objects, and copies
+            # of every module's and optimiser's state and of the history.
+            states = {
+                name: copy.deepcopy(value.state_dict())
+                for name, value in vars(self).items()
+                if isinstance(value, (torch.nn.Module, torch.optim.Optimizer))
+            }
+            return {"shallow": dict(self.__dict__), "states": states,
+                    "history": copy.deepcopy(self.__dict__.get("history_"))}
+
+    def _restore(self, snapshot):
+        if "dict" in snapshot:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot["dict"])
+            return
+        self.__dict__.clear()
+        self.__dict__.update(snapshot["shallow"])
+        for name, state in snapshot["states"].items():
+            getattr(self, name).load_state_dict(state)
+        if snapshot["history"] is not None:
+            self.__dict__["history_"] = snapshot["history"]
 
     def _prepare_meta_fit(self, tasks, first, continues):
         """Hook: read what the network's construction needs from the tasks

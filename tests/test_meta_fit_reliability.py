@@ -136,6 +136,29 @@ def test_non_finite_labels_and_validation_tasks_are_refused(name):
     assert not learner._is_meta_fitted()
 
 
+class _HoldsALock(Callback):
+    """A callback that cannot be deep-copied, as a TensorBoard writer cannot."""
+
+    def initialize(self):
+        self.lock_ = threading.Lock()
+        return self
+
+
+@pytest.mark.parametrize("name", ["protonet", "maml", "mann"])
+def test_a_learner_that_cannot_be_copied_is_still_restored(name):
+    learner = _learner(name, callbacks=[_HoldsALock()], warm_start=True).meta_fit(_tasks(name))
+    before, history = meta_state(learner), len(learner.history)
+    tasks = list(_tasks(name, seed=1))
+    tasks[5] = _bad_copy(tasks[5], "X_query", np.nan)
+    for call in (learner.meta_fit, learner.partial_meta_fit):
+        with pytest.raises(ValueError, match="task 5 of the collection"):
+            call(tasks)
+        _same_state(before, meta_state(learner))
+        assert len(learner.history) == history
+    learner.partial_meta_fit(_tasks(name, seed=2))  # and it trains on from there
+    assert len(learner.history) == history + 1
+
+
 def test_huge_values_fail_cleanly_instead_of_nan_weights():
     learner = _learner("protonet").meta_fit(_tasks("protonet"))
     before = meta_state(learner)
