@@ -173,6 +173,13 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         self.precision = precision
         self.input_shape = input_shape
         self.random_state = random_state
+        # Task state and the saved random streams may hold tensors on the
+        # learner's device: skorch pickles these attributes as it pickles
+        # its modules, so a learner fitted on a GPU loads where there is none.
+        self.cuda_dependent_attributes_ = list(self.cuda_dependent_attributes_) + [
+            name for name in (*self._task_attributes, "meta_rng_state_", "meta_tasks_state_")
+            if name not in self.cuda_dependent_attributes_
+        ]
 
     # ------------------------------------------------------------------
     # parameters: checked in one place, at the start of meta_fit and fit
