@@ -8,14 +8,17 @@ import warnings
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import entropy
-from sklearn.base import _clone_parametrized, clone, is_classifier
+from sklearn.base import clone, is_classifier
 from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv, cross_validate
+# BaseSearchCV with its _run_search hook is scikit-learn's extension point
+# for searches (GridSearchCV and RandomizedSearchCV are written on it); it is
+# not exported from sklearn.model_selection.
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import get_tags, indexable
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import _num_samples, check_memory
+from sklearn.utils.validation import check_memory
 
 from .base import NotMetaFittedWarning
 
@@ -29,7 +32,7 @@ def meta_features(X, y):
     may encode them later; a continuous or absent y counts as zero classes.
     """
     # log1p for the classes: a regression target has none.
-    n_samples = _num_samples(X)
+    n_samples = X.shape[0] if hasattr(X, "shape") else len(X)
     n_features = np.shape(X)[1] if len(np.shape(X)) > 1 else 1
     if y is not None and type_of_target(y) in ("binary", "multiclass"):
         _, counts = np.unique(np.asarray(y), return_counts=True)
@@ -447,8 +450,8 @@ scorer_, n_splits_, refit_time_, multimetric_ :
         return hasattr(self, "cv_results_")
 
     def __sklearn_clone__(self):
-        clone = _clone_parametrized(self)
+        twin = type(self)(**{name: clone(value, safe=False) for name, value in self.get_params(deep=False).items()})
         for name, value in vars(self).items():
             if name.startswith("meta_") or name == "portfolio_":
-                setattr(clone, name, copy.deepcopy(value))
-        return clone
+                setattr(twin, name, copy.deepcopy(value))
+        return twin
