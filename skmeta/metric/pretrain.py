@@ -206,7 +206,9 @@ class PretrainedClassifier(MetricMetaLearner):
     # ------------------------------------------------------------------
     def _meta_fit(self, tasks, val_tasks, reset, epochs=None):
         if not isinstance(tasks, (EpisodeSampler, str, bytes)) and hasattr(tasks, "__iter__"):
-            tasks = list(tasks)  # read twice: the pool for training, then its feature mean
+            # Pooled once: the class count, the training set and its feature
+            # mean all read it (a sampler's pool is a view of its tensor).
+            tasks = _PooledTasks(tasks)
         super()._meta_fit(tasks, val_tasks, reset, epochs)
         self._fit_feature_mean(_pool_examples(tasks)[0])
         return self
@@ -297,8 +299,20 @@ class PretrainedClassifier(MetricMetaLearner):
         return torch.as_tensor(scores, dtype=z_query.dtype, device=z_query.device)
 
 
+class _PooledTasks(list):
+    """A task collection read once, with its pooled examples."""
+
+    def __init__(self, tasks):
+        super().__init__(tasks)
+        self.pool = None
+
+
 def _pool_examples(tasks):
     """Examples of a task collection under class codes: ``(X, codes, n_classes)``."""
+    if isinstance(tasks, _PooledTasks):
+        if tasks.pool is None:
+            tasks.pool = _pool_examples(list(tasks))
+        return tasks.pool
     if isinstance(tasks, EpisodeSampler):
         # The sampler's pool; its codes keep the classes made by
         # augmentation apart (Task.classes would merge them).
