@@ -690,9 +690,12 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         return hasattr(self, "n_features_in_")
 
     def _forget_task(self):
+        # Not delattr: skorch's __delattr__ would also drop the name from
+        # cuda_dependent_attributes_, and the next fit's task state would
+        # then pickle as raw device tensors (a GPU-fitted learner would no
+        # longer load where there is no GPU).
         for name in self._task_attributes:
-            if name in self.__dict__:
-                delattr(self, name)
+            self.__dict__.pop(name, None)
 
     def __sklearn_clone__(self):
         if not self._is_meta_fitted():

@@ -146,10 +146,53 @@ def check_cross_val_score_uses_meta_fit(estimator, tasks, X, y):
     np.testing.assert_allclose(scores, by_hand)
 
 
+class _TensorFinder(pickle.Pickler):
+    # Counts the tensors a pickle would hold (without keeping the bytes).
+    def __init__(self):
+        super().__init__(_NullFile())
+        self.found = 0
+
+    def reducer_override(self, obj):
+        if isinstance(obj, (torch.Tensor, torch.UntypedStorage, torch.TypedStorage)):
+            self.found += 1
+        return NotImplemented
+
+
+class _NullFile:
+    def write(self, data):
+        return len(data)
+
+
+def _device_bound_attributes(learner):
+    """Attributes pickled as raw tensors, outside skorch's device mapping.
+
+    skorch pickles ``cuda_dependent_attributes_`` with a ``map_location``, so
+    a learner fitted on a GPU loads on a machine without one; a tensor
+    anywhere else in the state is restored to the device it was saved on.
+    """
+    if not hasattr(learner, "cuda_dependent_attributes_"):
+        return []
+    state = learner.__getstate__()
+    state.pop("__cuda_dependent_attributes__", None)
+    bound = []
+    for name, value in state.items():
+        finder = _TensorFinder()
+        finder.dump(value)
+        if finder.found:
+            bound.append(name)
+    return bound
+
+
 def check_pickle_round_trip(estimator, tasks, X, y):
     learner = clone(estimator).meta_fit(tasks)
-    (support, query), _ = _first_episode(learner, X, y)
+    (support, query), (support_b, _) = _first_episode(learner, X, y)
+    # Fitted, re-meta-fitted and fitted again: each step forgets the last
+    # task's state, which must stay device-mapped when pickled.
+    learner.fit(X[support_b], y[support_b])
+    learner.meta_fit(tasks)
     learner.fit(X[support], y[support])
+    bound = _device_bound_attributes(learner)
+    assert not bound, f"pickled as raw tensors, so tied to the device they were on: {bound}"
     restored = pickle.loads(pickle.dumps(learner))
     if is_classifier(learner):
         np.testing.assert_array_equal(restored.predict(X[query]), learner.predict(X[query]))
