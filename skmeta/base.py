@@ -502,16 +502,23 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
 
     def train_step_single(self, batch, **fit_params):
         set_training(self, True)
-        with self._autocast():
-            loss, accuracy = self.meta_loss(batch, training=True)
-        self._check_finite(loss, "loss")
-        loss.backward()
+        loss, accuracy = self._meta_backward(batch)
         for name, param in self.get_all_learnable_params():
             if param.grad is not None and not torch.isfinite(param.grad).all():
                 self._check_finite(param.grad, f"meta-gradient of {name}")
         if accuracy is not None:
             self.history.record_batch("train_acc", float(accuracy))
         return {"loss": loss, "y_pred": None}
+
+    def _meta_backward(self, tasks):
+        """The meta-batch's loss and accuracy, the loss's gradient accumulated
+        into the parameters. Methods whose tasks are independent may
+        backpropagate task by task, keeping one task's graph alive at a time."""
+        with self._autocast():
+            loss, accuracy = self.meta_loss(tasks, training=True)
+        self._check_finite(loss, "loss")
+        loss.backward()
+        return loss, accuracy
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)

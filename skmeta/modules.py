@@ -10,7 +10,10 @@ reshapes it to what its layers need.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .utils._torch import statistics_rows
 
 __all__ = ["Conv4", "MLP", "conv_block"]
 
@@ -75,6 +78,14 @@ class Conv4(nn.Module):
         If given, a linear layer maps the flattened features to this many
         outputs (the classification head of MAML and its relatives).
 
+    fuse_first_block : bool, default=True
+        Compute the first block's convolution and batch normalisation as
+        one convolution with folded weights, its statistics taken from the
+        9 x channels patch covariance (for inputs of at most 4 channels):
+        the same function, gradients and running statistics up to float
+        rounding, without batch norm's passes over the largest activation
+        map. False runs the layers one by one.
+
     Attributes
     ----------
     n_features_out : int
@@ -85,6 +96,10 @@ class Conv4(nn.Module):
     Vinyals, O., Blundell, C., Lillicrap, T., Kavukcuoglu, K. and Wierstra,
     D. (2016). Matching networks for one shot learning. NeurIPS.
 
+    Every block applies its ReLU after the max-pooling, which gives the
+    same output (max-pooling commutes with the non-decreasing ReLU) on a
+    quarter of the elements.
+
     Examples
     --------
     >>> import torch
@@ -93,9 +108,11 @@ class Conv4(nn.Module):
     torch.Size([5, 64])
     """
 
-    def __init__(self, input_shape=(1, 28, 28), hidden_channels=64, n_blocks=4, out_features=None):
+    def __init__(self, input_shape=(1, 28, 28), hidden_channels=64, n_blocks=4, out_features=None,
+                 fuse_first_block=True):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
+        self.fuse_first_block = fuse_first_block
         channels, height, width = self.input_shape
         blocks = []
         for i in range(n_blocks):
@@ -115,8 +132,107 @@ class Conv4(nn.Module):
             X = X.reshape(-1, *self.input_shape)
         elif X.dim() == 3:
             X = X.unsqueeze(1)
-        features = self.encoder(X.contiguous(memory_format=torch.channels_last)).flatten(1)
+        X = X.contiguous(memory_format=torch.channels_last)
+        for i, block in enumerate(self.encoder):
+            if i == 0 and self.fuse_first_block and _foldable(block, X):
+                X = _folded_conv_norm(block[0], block[1], X)
+                X = block[3](X) if len(block) > 3 else X
+                X = block[2](X)
+            else:
+                X = _block_forward(block, X)
+        features = X.flatten(1)
         return features if self.head is None else self.head(features)
+
+
+def _block_forward(block, X):
+    """A conv block with its ReLU after the max-pool: the same output
+    (max-pooling commutes with the monotone ReLU) on 4x fewer elements."""
+    layers = list(block)
+    if len(layers) == 4 and isinstance(layers[2], nn.ReLU) and isinstance(layers[3], nn.MaxPool2d):
+        layers[2], layers[3] = layers[3], layers[2]
+    for layer in layers:
+        X = layer(X)
+    return X
+
+
+def _foldable(block, X):
+    # A few input channels only: the patch covariance is (9 C)^2, cheap for
+    # images (C <= 4), not for hidden layers.
+    if len(block) < 3 or not isinstance(block[2], nn.ReLU):
+        return False
+    conv, norm = block[0], block[1]
+    from .optimization._inner_loop import TaskBatchNorm  # here: that module imports this one
+
+    return (
+        isinstance(conv, nn.Conv2d) and conv.in_channels <= 4 and conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
+        and conv.groups == 1 and conv.padding_mode == "zeros"
+        and (isinstance(norm, (nn.BatchNorm2d, TaskBatchNorm)))
+        and (len(block) == 3 or isinstance(block[3], nn.MaxPool2d))
+        and X.dim() == 4 and X.shape[0] > 1
+    )
+
+
+def _folded_conv_norm(conv, norm, X):
+    """``norm(conv(X))`` for a 3x3 convolution over few channels, as one matrix product.
+
+    In training mode batch norm divides each output channel ``c`` by the
+    standard deviation of ``w_c . p + b_c`` over all patches ``p`` of the
+    batch, that is ``sqrt(w_c' S w_c)`` with ``S`` the covariance of the
+    (9 x channels)-dimensional patches, and subtracts ``w_c . mu + b_c``
+    with ``mu`` their mean. Folding both into the weights turns
+    convolution and normalisation into a single matrix product with the
+    patches, written channels-last: the same function up to rounding, with
+    the same gradients and running statistics, and about twice as fast on
+    CPU as oneDNN's convolution over one input channel followed by batch
+    norm (see docs/benchmarks/throughput.md).
+    """
+    n, channels, height, width = X.shape
+    weight = conv.weight
+    bias = conv.bias
+    gamma = beta = None
+    if norm.weight is not None:
+        gamma, beta = norm.weight, norm.bias
+    running = isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None
+    if running and not norm.training:
+        mean, var = norm.running_mean, norm.running_var
+    else:
+        rows = statistics_rows() if not isinstance(norm, nn.BatchNorm2d) else None
+        reference = X if rows is None else X[:rows]
+        # The moments in full precision (under autocast too), centred: the
+        # variance of a channel is a difference of large terms otherwise.
+        with torch.no_grad(), torch.autocast(X.device.type, enabled=False):
+            patches = F.unfold(reference.float() if reference.dtype != torch.float64 else reference, 3, padding=1)
+            patches = patches.transpose(0, 1).reshape(patches.shape[1], -1)
+            mu = patches.mean(1)
+            centred = patches - mu[:, None]
+            covariance = centred @ centred.T / patches.shape[1]
+        flat = weight.reshape(conv.out_channels, -1)
+        mean = flat @ mu.to(flat.dtype) + (bias if bias is not None else 0)
+        var = ((flat @ covariance.to(flat.dtype)) * flat).sum(1).clamp_min(0)
+        if running and norm.training:
+            _update_running_statistics(norm, mean, var, patches.shape[1])
+    scale = torch.rsqrt(var + norm.eps)
+    if gamma is not None:
+        scale = scale * gamma
+    # The folded weights keep the layer's memory format: oneDNN's fast
+    # convolution needs weights and input both channels-last.
+    folded_weight = (weight * scale[:, None, None, None]).contiguous(memory_format=torch.channels_last)
+    folded_bias = -mean * scale + (bias * scale if bias is not None else 0)
+    if beta is not None:
+        folded_bias = folded_bias + beta
+    return F.conv2d(X, folded_weight, folded_bias, padding=1)
+
+
+def _update_running_statistics(norm, mean, var, n_values):
+    # As torch's batch norm does: momentum-weighted (or cumulative, with
+    # momentum=None) averages of the batch mean and unbiased variance.
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+        unbiased = var * (n_values / max(n_values - 1, 1))
+        norm.running_mean.mul_(1 - factor).add_(mean.detach().to(norm.running_mean.dtype), alpha=factor)
+        norm.running_var.mul_(1 - factor).add_(unbiased.detach().to(norm.running_var.dtype), alpha=factor)
 
 
 class MLP(nn.Module):

@@ -83,6 +83,9 @@ class OptimizationMetaLearner(MetaLearner):
     """
 
     _task_attributes = MetaLearner._task_attributes + ("adapted_params_", "support_X_")
+    # Whether a looped meta-batch may be backpropagated task by task (see
+    # _meta_backward); False where meta_loss couples the tasks.
+    _backward_per_task = True
     # Mapping tasks with vmap or a loop gives the same numbers (to float
     # rounding): a speed setting, read by neither stage's semantics.
     _neutral_params = MetaLearner._neutral_params + ("vectorize_tasks", "predict_batch_size")
@@ -180,6 +183,27 @@ class OptimizationMetaLearner(MetaLearner):
         task_fn = functools.partial(self._query_loss, params, lr, self.inner_steps, first_order)
         losses, n_correct = self._map_tasks(task_fn, tasks)
         return losses.mean(), self._accuracy(n_correct, tasks)
+
+    def _meta_backward(self, tasks):
+        if not self._backward_per_task or len(tasks) < 2 or self._vectorize():
+            return super()._meta_backward(tasks)
+        # Looping over tasks anyway: backpropagate each task's query loss as
+        # soon as it is computed, as hand-written MAML loops do, so that one
+        # task's graph (its inner steps, with their second-order terms) is
+        # alive at a time instead of the whole meta-batch's. The loss is the
+        # tasks' mean, so the accumulated meta-gradient is the same.
+        self._check_meta_batch(tasks)
+        total, n_correct = 0.0, 0.0
+        for task in tasks:
+            with self._autocast():
+                loss, accuracy = self.meta_loss([task], training=True)
+            self._check_finite(loss, "loss")
+            (loss / len(tasks)).backward()
+            total = total + loss.detach()
+            if accuracy is not None:
+                n_correct += accuracy * len(task.y_query)
+        accuracy = None if self._y_numeric else n_correct / sum(len(task.y_query) for task in tasks)
+        return total / len(tasks), accuracy
 
     def _accuracy(self, n_correct, tasks):
         if self._y_numeric:

@@ -37,12 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from ..utils._torch import reference_rows, statistics_rows
+
 __all__ = ["TaskBatchNorm", "use_task_batch_norm", "functional_forward", "inner_loop", "map_tasks"]
 
-# How many leading rows of a batch are the support set whose statistics
-# normalise every row; None means the whole batch. A context variable, so
-# threads adapting different learners never see each other's value.
-_REFERENCE_ROWS = contextvars.ContextVar("reference_rows", default=None)
 # Whether TaskBatchNorm may call torch's fused batch norm: not under vmap,
 # nor where its second derivative will be taken (see TaskBatchNorm.forward).
 _FUSED = contextvars.ContextVar("fused_batch_norm", default=True)
@@ -55,15 +53,6 @@ def _unfused():
         yield
     finally:
         _FUSED.reset(token)
-
-
-@contextlib.contextmanager
-def _reference_rows(n_rows):
-    token = _REFERENCE_ROWS.set(n_rows)
-    try:
-        yield
-    finally:
-        _REFERENCE_ROWS.reset(token)
 
 
 class TaskBatchNorm(nn.Module):
@@ -107,7 +96,7 @@ class TaskBatchNorm(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, X):
-        n_rows = _REFERENCE_ROWS.get()
+        n_rows = statistics_rows()
         if n_rows is None and _FUSED.get():
             # torch's fused kernel when the batch is its own reference: on
             # CPU its statistics are much cheaper than var_mean's.
@@ -215,7 +204,7 @@ def functional_forward(module, params, X, reference=None):
     if reference is None:
         return functional_call(private, tensors, (X,))
     n_reference = reference.shape[0]
-    with _reference_rows(n_reference):
+    with reference_rows(n_reference):
         output = functional_call(private, tensors, (torch.cat([reference, X]),))
     return output[n_reference:]
 

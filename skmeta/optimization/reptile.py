@@ -29,6 +29,9 @@ class _Reptile(OptimizationMetaLearner):
             return self.adapt_lr
         return self.inner_lr
 
+    # Reptile's surrogate loss couples the tasks through their mean adapted weights.
+    _backward_per_task = False
+
     def _first_order(self):
         return True
 

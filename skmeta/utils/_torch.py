@@ -1,6 +1,8 @@
 """Small torch helpers shared by the estimators: tensors from user arrays,
 a private random stream per call, and the modules a learner owns."""
 
+import contextlib
+import contextvars
 import threading
 
 import numpy as np
@@ -100,3 +102,25 @@ def full_precision(tensor):
     """``tensor`` out of autocast's reduced precision: bfloat16 and float16
     become float32, float32 and float64 stay as they are."""
     return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
+
+
+# How many leading rows of a batch are the reference set (a task's support
+# set) whose statistics normalise every row in the task batch-norm layers;
+# None means the whole batch. A context variable, so threads adapting
+# different learners never see each other's value.
+_REFERENCE_ROWS = contextvars.ContextVar("reference_rows", default=None)
+
+
+def statistics_rows():
+    """Leading rows whose batch statistics normalise the batch (None: all)."""
+    return _REFERENCE_ROWS.get()
+
+
+@contextlib.contextmanager
+def reference_rows(n_rows):
+    """Within the block, task batch norm takes its statistics from the first ``n_rows`` rows."""
+    token = _REFERENCE_ROWS.set(n_rows)
+    try:
+        yield
+    finally:
+        _REFERENCE_ROWS.reset(token)

@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from conftest import make_subspace_classes
-from skmeta import EpisodeSampler, MAMLClassifier
+from skmeta import EpisodeSampler, MAMLClassifier, MetaSGDClassifier
 from skmeta.modules import Conv4
 from skmeta.optimization import TaskBatchNorm, inner_loop, map_tasks, use_task_batch_norm
-from skmeta.optimization._inner_loop import _reference_rows
+from skmeta.utils._torch import reference_rows
 
 X_POOL, Y_POOL = make_subspace_classes(n_classes=12, n_per_class=10, n_features=6, random_state=0)
 TASKS = list(EpisodeSampler(X_POOL, Y_POOL, n_way=3, k_shot=2, n_query=4, n_tasks=8, random_state=0))
@@ -128,7 +128,7 @@ def test_task_batch_norm_equals_torch_batch_norm_in_training_mode():
     expected = torch.nn.functional.batch_norm(X, None, None, reference.weight, reference.bias, training=True)
     torch.testing.assert_close(module(X), expected, rtol=1e-5, atol=1e-5)
     # The explicit formula (under vmap, or with a reference set) agrees with the fused kernel.
-    with _reference_rows(len(X)):
+    with reference_rows(len(X)):
         torch.testing.assert_close(module(X), expected, rtol=1e-5, atol=1e-5)
     assert not any(True for _ in module.buffers()), "no running statistics are kept"
 
@@ -186,3 +186,28 @@ def test_relaid_weights_leave_the_conv4_meta_gradient_unchanged(first_order, mon
     monkeypatch.setattr("skmeta.optimization._inner_loop._laid_out_as", lambda new, old: new)
     for r, plain in zip(relaid, _meta_gradient(learner, batch)):
         torch.testing.assert_close(r, plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _tiny_conv4(inner_steps=2),
+    lambda: _tiny_conv4(inner_steps=2, first_order=True),
+    lambda: MetaSGDClassifier(Conv4, module__input_shape=(1, 12, 12), module__hidden_channels=4, module__n_blocks=2,
+                              inner_lr=0.3, verbose=0, random_state=0).meta_fit(IMAGE_TASKS),
+], ids=["maml", "fomaml", "metasgd"])
+def test_task_by_task_backward_gives_the_meta_batch_gradient(make):
+    learner = make()
+    assert not learner._vectorize()
+    batch = _meta_batch(learner, IMAGE_TASKS)
+    params = [p for _, p in learner.get_all_learnable_params()]
+    for p in params:
+        p.grad = None
+    whole, whole_accuracy = learner.meta_loss(batch, training=True)
+    whole.backward()
+    expected = torch.cat([p.grad.flatten() for p in params])
+    for p in params:
+        p.grad = None
+    loss, accuracy = learner._meta_backward(batch)
+    got = torch.cat([p.grad.flatten() for p in params])
+    torch.testing.assert_close(loss, whole.detach(), rtol=1e-6, atol=0)
+    assert accuracy == pytest.approx(whole_accuracy)
+    assert float((got - expected).norm()) <= 1e-5 * float(expected.norm())
