@@ -219,6 +219,9 @@ def configurations(quick, bf16, device):
 
 
 def worker(config, data_file, eval_file):
+    # Every process imports the library, so peak memory compares training alone.
+    import skmeta  # noqa: F401
+
     data = np.load(data_file)
     X, y = data["X"], data["y"]
     device = config["device"]
@@ -288,6 +291,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=None, help="write the results page here (full mode only)")
     parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--section", default="cpu", help="which results section of the page to (re)write")
     args = parser.parse_args(argv)
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
     if cpus and len(cpus) < args.threads:
@@ -313,18 +317,19 @@ def main(argv=None):
                 for name, config in members:
                     out = run_worker(config, data_file, eval_file, args.threads, cpus)
                     results.setdefault((title, name), []).append(out)
+                    if args.json:  # after every run, so an interrupted benchmark keeps what it measured
+                        Path(args.json).write_text(json.dumps({f"{t} | {n}": v for (t, n), v in results.items()},
+                                                              indent=1))
                     print(f"round {r + 1}/{rounds}  {title:45s} {name:16s} {out['rate']:8.2f}  "
                           f"{out.get('adapt_ms', float('nan')):6.1f} ms  {out['peak_rss_mb']:6.0f} MB", flush=True)
     table = summarise(groups, results, rounds)
     print("\n".join(table))
-    if args.json:
-        Path(args.json).write_text(json.dumps({f"{t} | {n}": v for (t, n), v in results.items()}, indent=1))
     if args.output and not args.quick:
         command = "python benchmarks/bench_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
         machine = (f"{cpu_name()}, {args.threads} torch threads" + (f" pinned to CPUs {args.cpus}" if cpus else "")
                    + f" ({os.cpu_count()} on the machine), torch {torch.__version__}, device {args.device}; "
                    + ("bfloat16 native" if bf16_native() else "no native bfloat16 on this CPU"))
-        write_page(Path(args.output), table, command, machine)
+        write_page(Path(args.output), table, command, machine, args.section)
     return 0
 
 
@@ -347,29 +352,26 @@ def summarise(groups, results, rounds):
     return lines
 
 
-def write_page(path, table, command, machine):
+def write_page(path, table, command, machine, section):
+    """Write the results between ``<!-- results:SECTION -->`` markers of the
+    page (kept prose around them), or a new page with only them."""
     date = datetime.date.today().isoformat()
-    text = "\n".join([
-        "# Meta-training throughput against hand-written loops",
-        "",
-        "Produced by `benchmarks/bench_throughput.py` (its docstring says what each implementation is).",
-        "Each configuration ran in its own process, in interleaved rounds; ratios are taken within a",
-        "round (so the machine's drift cancels) and the median over rounds is shown.",
-        "",
+    block = "\n".join([
+        f"<!-- results:{section} -->",
         f"Command: `{command}`",
         "",
         f"Machine: {machine}. Date: {date}.",
         "",
         *table,
-        "",
+        f"<!-- end results:{section} -->",
     ])
-    if path.exists():
-        old = path.read_text()
-        marker = "<!-- results -->"
-        if marker in old:
-            head, _, rest = old.partition(marker)
-            tail = rest.partition("<!-- end results -->")[2]
-            text = head + marker + "\n" + text + "<!-- end results -->" + tail
+    text = path.read_text() if path.exists() else "# Meta-training throughput against hand-written loops\n\n"
+    start, end = f"<!-- results:{section} -->", f"<!-- end results:{section} -->"
+    if start in text and end in text:
+        head, _, rest = text.partition(start)
+        text = head + block + rest.partition(end)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
 
 

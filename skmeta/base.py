@@ -503,9 +503,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     def train_step_single(self, batch, **fit_params):
         set_training(self, True)
         loss, accuracy = self._meta_backward(batch)
-        for name, param in self.get_all_learnable_params():
-            if param.grad is not None and not torch.isfinite(param.grad).all():
-                self._check_finite(param.grad, f"meta-gradient of {name}")
+        self._check_all_finite(((name, p.grad) for name, p in self.get_all_learnable_params()), "meta-gradient of {}")
         if accuracy is not None:
             self.history.record_batch("train_acc", float(accuracy))
         return {"loss": loss, "y_pred": None}
@@ -525,11 +523,23 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         # A finite gradient can still overflow the optimiser's state (Adam's
         # squared-gradient average) and leave non-finite weights; huge inputs
         # can overflow batch norm's running statistics.
-        for module_name, module in owned_modules(self).items():
-            for name, value in (*module.named_parameters(), *module.named_buffers()):
-                if value.is_floating_point() and not torch.isfinite(value).all():
-                    self._check_finite(value, f"{module_name}{name} after the update")
+        self._check_all_finite(
+            ((f"{module_name}{name}", value) for module_name, module in owned_modules(self).items()
+             for name, value in (*module.named_parameters(), *module.named_buffers())),
+            "{} after the update",
+        )
         return step
+
+    def _check_all_finite(self, named_tensors, what):
+        """``_check_finite`` over many tensors with one host-device sync (one
+        per tensor would stall a GPU's queue every time)."""
+        named = [(name, t) for name, t in named_tensors if t is not None and t.is_floating_point()]
+        if not named:
+            return
+        finite = torch.stack([t.isfinite().all() for _, t in named])
+        if not bool(finite.all()):
+            name, value = named[int((~finite).nonzero()[0, 0])]
+            self._check_finite(value, what.format(name))
 
     def _check_finite(self, value, what):
         if not torch.isfinite(value).all():
