@@ -292,11 +292,27 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="write the results page here (full mode only)")
     parser.add_argument("--json", default=None, help="also write the raw results here")
     parser.add_argument("--section", default="cpu", help="which results section of the page to (re)write")
+    parser.add_argument("--report-only", metavar="JSON", default=None,
+                        help="measure nothing: write the section from the raw results of an earlier run "
+                             "(rounds it did not finish are left out); give --machine and --command too")
+    parser.add_argument("--machine", default=None, help="with --report-only: the machine the results are from")
+    parser.add_argument("--command", default=None, help="with --report-only: the command that produced them")
     args = parser.parse_args(argv)
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
     if cpus and len(cpus) < args.threads:
         parser.error("--cpus names fewer CPUs than --threads")
     bf16 = {"yes": True, "no": False}.get(args.bf16, args.device.startswith("cuda") or bf16_native())
+
+    if args.report_only:
+        raw = json.loads(Path(args.report_only).read_text())
+        results = {tuple(key.split(" | ")): value for key, value in raw.items()}
+        groups = [g for g in configurations(False, True, args.device) if (g[0], g[2]) in results]
+        groups = [(t, u, r, [(n, c) for n, c in m if (t, n) in results]) for t, u, r, m in groups]
+        table = summarise(groups, results)
+        print("\n".join(table))
+        if args.output:
+            write_page(Path(args.output), table, args.command, args.machine, args.section)
+        return 0
 
     sys.path.insert(0, str(ROOT))
     from skmeta.datasets import OMNIGLOT_TEST_ALPHABETS, load_omniglot
@@ -322,10 +338,13 @@ def main(argv=None):
                                                               indent=1))
                     print(f"round {r + 1}/{rounds}  {title:45s} {name:16s} {out['rate']:8.2f}  "
                           f"{out.get('adapt_ms', float('nan')):6.1f} ms  {out['peak_rss_mb']:6.0f} MB", flush=True)
-    table = summarise(groups, results, rounds)
+    table = summarise(groups, results)
     print("\n".join(table))
     if args.output and not args.quick:
-        command = "python benchmarks/bench_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        given = list(argv if argv is not None else sys.argv[1:])
+        if "--json" in given:  # where the raw results went is not part of what reproduces them
+            del given[given.index("--json"):given.index("--json") + 2]
+        command = "python benchmarks/bench_throughput.py " + " ".join(given)
         machine = (f"{cpu_name()}, {args.threads} torch threads" + (f" pinned to CPUs {args.cpus}" if cpus else "")
                    + f" ({os.cpu_count()} on the machine), torch {torch.__version__}, device {args.device}; "
                    + ("bfloat16 native" if bf16_native() else "no native bfloat16 on this CPU"))
@@ -333,7 +352,7 @@ def main(argv=None):
     return 0
 
 
-def summarise(groups, results, rounds):
+def summarise(groups, results):
     lines = ["| configuration | implementation | rate (per round) | ratio to reference (median) | adapt ms | peak MB |",
              "| --- | --- | --- | --- | --- | --- |"]
     for title, unit, reference, members in groups:

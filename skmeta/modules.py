@@ -78,13 +78,16 @@ class Conv4(nn.Module):
         If given, a linear layer maps the flattened features to this many
         outputs (the classification head of MAML and its relatives).
 
-    fuse_first_block : bool, default=True
+    fuse_first_block : {"auto", True, False}, default="auto"
         Compute the first block's convolution and batch normalisation as
         one convolution with folded weights, its statistics taken from the
         9 x channels patch covariance (for inputs of at most 4 channels):
         the same function, gradients and running statistics up to float
         rounding, without batch norm's passes over the largest activation
-        map. False runs the layers one by one.
+        map. "auto" folds on CPU, where it was measured to pay (see
+        docs/benchmarks/throughput.md); on a GPU, where small batches are
+        bound by kernel launches rather than memory passes, its extra small
+        kernels are not worth it. False runs the layers one by one.
 
     Attributes
     ----------
@@ -109,9 +112,11 @@ class Conv4(nn.Module):
     """
 
     def __init__(self, input_shape=(1, 28, 28), hidden_channels=64, n_blocks=4, out_features=None,
-                 fuse_first_block=True):
+                 fuse_first_block="auto"):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
+        if fuse_first_block not in ("auto", True, False):
+            raise ValueError(f"fuse_first_block must be 'auto', True or False, got {fuse_first_block!r}")
         self.fuse_first_block = fuse_first_block
         channels, height, width = self.input_shape
         blocks = []
@@ -134,7 +139,8 @@ class Conv4(nn.Module):
             X = X.unsqueeze(1)
         X = X.contiguous(memory_format=torch.channels_last)
         for i, block in enumerate(self.encoder):
-            if i == 0 and self.fuse_first_block and _foldable(block, X):
+            fold = self.fuse_first_block == "auto" and X.device.type == "cpu" or self.fuse_first_block is True
+            if i == 0 and fold and _foldable(block, X):
                 X = _folded_conv_norm(block[0], block[1], X)
                 X = block[3](X) if len(block) > 3 else X
                 X = block[2](X)

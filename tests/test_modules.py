@@ -18,6 +18,7 @@ def _images(n=12, dtype=torch.float32, seed=0):
 
 def _pair(dtype=torch.float32, **kwargs):
     torch.manual_seed(0)
+    kwargs.setdefault("fuse_first_block", True)
     fast = Conv4(input_shape=(1, 16, 16), hidden_channels=8, out_features=3, **kwargs).to(dtype)
     plain = copy.deepcopy(fast)
     plain.fuse_first_block = False
@@ -109,3 +110,8 @@ def test_unfoldable_blocks_take_the_plain_path():
     X = torch.randn(6, 8 * 8 * 8)
     torch.testing.assert_close(fast(X), plain(X), rtol=0, atol=0)
     assert isinstance(fast.encoder[0][1], nn.BatchNorm2d)
+
+
+def test_fuse_first_block_is_checked():
+    with pytest.raises(ValueError, match="fuse_first_block"):
+        Conv4(fuse_first_block="yes")
