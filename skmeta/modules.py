@@ -176,6 +176,9 @@ def _foldable(block, X):
         and (isinstance(norm, (nn.BatchNorm2d, TaskBatchNorm)))
         and (len(block) == 3 or isinstance(block[3], nn.MaxPool2d))
         and X.dim() == 4 and X.shape[0] > 1
+        # The statistics are taken without a graph: exact for the weights'
+        # gradients, not for the input's (saliency maps, adversarial steps).
+        and not X.requires_grad
     )
 
 

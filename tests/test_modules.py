@@ -115,3 +115,13 @@ def test_unfoldable_blocks_take_the_plain_path():
 def test_fuse_first_block_is_checked():
     with pytest.raises(ValueError, match="fuse_first_block"):
         Conv4(fuse_first_block="yes")
+
+
+def test_input_gradients_take_the_layer_by_layer_path():
+    # Batch norm's statistics depend on the input: folded statistics carry no
+    # graph, so an input that needs its gradient runs the layers one by one.
+    fast, plain = _pair(torch.float64)
+    X = _images(dtype=torch.float64).requires_grad_()
+    grad_fast, = torch.autograd.grad(fast(X).square().sum(), X)
+    grad_plain, = torch.autograd.grad(plain(X).square().sum(), X)
+    _close(grad_fast.flatten(), grad_plain.flatten(), rtol=1e-12)
