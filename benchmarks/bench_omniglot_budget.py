@@ -172,9 +172,24 @@ def run_one(learner_name, minutes, overrides, args):
 # the grid: N worker processes, each pinned to its own cores
 
 
+def _setup(result):
+    """The machine and cores a run had: runs are compared only within one."""
+    machine = result["machine"]
+    return (machine["cpu"], machine["cores_on_machine"], machine["cores_used"], result["precision"])
+
+
 def _key(result):
     return (result["learner"], float(result["minutes"]), json.dumps(result["overrides"], sort_keys=True),
-            result["seed"])
+            result["seed"], *map(str, _setup(result)))
+
+
+def _main_setup(results):
+    """The setup with the most recipe runs: the one the page's tables show."""
+    counts = {}
+    for r in results:
+        if not r["overrides"]:
+            counts[_setup(r)] = counts.get(_setup(r), 0) + 1
+    return max(counts, key=lambda setup: (counts[setup], setup[2])) if counts else None
 
 
 def load_results(path):
@@ -239,6 +254,8 @@ def run_grid(args, command_line):
             return None
         result = json.loads(lines[-1])
         result["command"] = command_line
+        if args.note:
+            result["note"] = args.note
         print(f"done {learner} {minutes:g} min: 5-way 1-shot {_fmt(result['five_way'])} %, 20-way "
               f"within-alphabet {_fmt(result.get('twenty_way_within'))} %, {result['meta_updates']} "
               f"meta-updates in {result['seconds_trained']:.0f} s", flush=True)
@@ -275,18 +292,21 @@ def targets(main):
         run = max(runs, key=lambda r: (r[key][sub][0] if sub else r[key]["mean"]))
         return (run[key][sub][0] if sub else run[key]["mean"]), run["minutes"]
 
-    def line(what, value, minutes, goal, higher=True):
+    largest = max((r["minutes"] for r in main), default=0)
+
+    def line(what, value, minutes, goal, budget):
         if value is None:
             return f"- {what}: not measured (no run within the budget)."
-        met = value >= goal if higher else value <= goal
-        gap = abs(value - goal)
-        verdict = "met" if met else f"missed by {gap:.2f} points"
+        verdict = "met" if value >= goal else f"missed by {goal - value:.2f} points"
+        if largest < budget:
+            verdict += f" (no run at the target's {budget:g} minutes yet: the largest budget here is {largest:g})"
         return f"- {what}: {value:.2f} % (best run, {minutes:g} min), {verdict}."
 
-    lines = [line("ProtoNet 5-way 1-shot >= 97 % within 10 min", *best("protonet", "five_way", 10), 97),
-             line("ProtoNet 20-way 1-shot >= 90 % within 10 min", *best("protonet", "twenty_way", 10), 90)]
+    lines = [line("ProtoNet 5-way 1-shot >= 97 % within 10 min", *best("protonet", "five_way", 10), 97, 10),
+             line("ProtoNet 20-way 1-shot >= 90 % within 10 min", *best("protonet", "twenty_way", 10), 90, 10)]
     for learner in ("maml", "metasgd"):
-        lines.append(line(f"{NAMES[learner]} 5-way 1-shot >= 95 % within 15 min", *best(learner, "five_way", 15), 95))
+        lines.append(line(f"{NAMES[learner]} 5-way 1-shot >= 95 % within 15 min", *best(learner, "five_way", 15),
+                          95, 15))
     proto = next((r for r in main if r["learner"] == "protonet" and r["minutes"] == 10), None)
     for learner in ("matching", "siamese", "relation"):
         run = next((r for r in main if r["learner"] == learner and r["minutes"] == 10), None)
@@ -299,7 +319,7 @@ def targets(main):
                      f"against {proto['five_way']['mean']:.2f} % ({gap:.2f} points behind), {verdict}.")
     for instance, goal in (("2", 80), ("10", 90)):
         lines.append(line(f"MANN {instance}{'nd' if instance == '2' else 'th'} instance >= {goal} % within 20 min",
-                          *best("mann", "instances", 20, instance), goal))
+                          *best("mann", "instances", 20, instance), goal, 20))
     within = [r for r in main if "twenty_way_within" in r]
     if within:
         run = max(within, key=lambda r: r["twenty_way_within"]["mean"])
@@ -316,13 +336,16 @@ def _override_text(overrides):
 
 
 def render(results, plot_name):
-    main = [r for r in results if not r["overrides"]]
+    setup = _main_setup(results)
+    main = [r for r in results if not r["overrides"] and _setup(r) == setup]
     tried = [r for r in results if r["overrides"]]
+    recipe_runs = {(r["learner"], r["minutes"], _setup(r)): r for r in results if not r["overrides"]}
     budgets = sorted({r["minutes"] for r in main})
     learners = [name for name in LEARNERS if any(r["learner"] == name for r in main)]
     by = {(r["learner"], r["minutes"]): r for r in main}
     commands = sorted({r.get("command", "") for r in main if r.get("command")})
     dates = sorted({r["date"] for r in results})
+    notes = sorted({r["note"] for r in results if r.get("note")})
     out = [
         "# Every image learner on Omniglot against minutes of CPU meta-training",
         "",
@@ -339,13 +362,15 @@ def render(results, plot_name):
         "harder setting). Mean accuracy +- 95% confidence interval; the same episodes for every",
         "learner.",
         "",
-        "Command" + ("s" if len(commands) > 1 else "") + " (each run in its own process, pinned to its own cores):",
+        "Command" + ("s" if len(commands) > 1 else "") + " (each run in its own process, pinned to its own cores;",
+        "runs of the recipes on other machines or cores are listed at the end):",
         "",
         "```",
         *commands,
         "```",
         "",
         f"Machine: {_machine_line(main)}. Date: {', '.join(dates)}.",
+        *[f"Note: {note}" for note in notes],
         "",
         f"![5-way 1-shot accuracy against minutes of meta-training]({plot_name})",
         "",
@@ -391,15 +416,25 @@ def render(results, plot_name):
             "what these runs had.", "", *targets(main)]
     out += ["", "## What was tried", "",
             "Runs with the recipe changed (`--set KEY=VALUE`), beside the recipe's own run of the same",
-            "learner and budget. Only changes that helped went into the recipes.", "",
-            "| learner | minutes | change | 5-way 1-shot (%) | recipe's run (%) | 20-way within (%) | meta-updates | "
-            "command |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "learner and budget on the same machine and cores. Only changes that helped went into the",
+            "recipes.", "",
+            "| learner | minutes | cores | change | 5-way 1-shot (%) | recipe's run (%) | 20-way within (%) | "
+            "meta-updates | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in sorted(tried, key=lambda r: (r["learner"], r["minutes"], _override_text(r["overrides"]))):
-        base = by.get((run["learner"], run["minutes"]))
-        out.append(f"| {NAMES[run['learner']]} | {run['minutes']:g} | {_override_text(run['overrides'])} | "
+        base = recipe_runs.get((run["learner"], run["minutes"], _setup(run)))
+        out.append(f"| {NAMES[run['learner']]} | {run['minutes']:g} | {run['machine']['cores_used']} | "
+                   f"{_override_text(run['overrides'])} | "
                    f"{_fmt(run['five_way'])} | {_fmt(base['five_way']) if base else ''} | "
                    f"{_fmt(run.get('twenty_way_within'))} | {run['meta_updates']} | `{run.get('command', '')}` |")
+    others = sorted((r for r in results if not r["overrides"] and _setup(r) != setup), key=_key)
+    if others:
+        out += ["", "## Recipe runs on other machines or cores", "",
+                "| learner | minutes | machine | 5-way 1-shot (%) | 20-way within (%) | meta-updates |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for run in others:
+            out.append(f"| {NAMES[run['learner']]} | {run['minutes']:g} | {_machine_line([run])} | "
+                       f"{_fmt(run['five_way'])} | {_fmt(run.get('twenty_way_within'))} | {run['meta_updates']} |")
     return "\n".join(out) + "\n"
 
 
@@ -409,7 +444,8 @@ def plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    main = [r for r in results if not r["overrides"]]
+    setup = _main_setup(results)
+    main = [r for r in results if not r["overrides"] and _setup(r) == setup]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for learner in LEARNERS:
         runs = sorted((r for r in main if r["learner"] == learner), key=lambda r: r["minutes"])
@@ -421,6 +457,7 @@ def plot(results, path):
         line, = ax.plot(minutes, mean, marker="o", label=NAMES[learner])
         ax.fill_between(minutes, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)],
                         color=line.get_color(), alpha=0.2)
+    ax.set_xticks(sorted({r["minutes"] for r in main}))
     ax.set_xlabel("minutes of CPU meta-training")
     ax.set_ylabel("5-way 1-shot accuracy (%), 95% CI")
     ax.set_title("Omniglot, held-out alphabets")
@@ -449,10 +486,10 @@ def _command_line(argv):
     """The command as the page shows it: no path of this machine."""
     kept, skip = [], False
     for arg in argv:
-        if skip or arg.startswith("--omniglot="):
+        if skip or arg.startswith(("--omniglot=", "--results=", "--output=", "--note=")):
             skip = False
             continue
-        if arg in ("--omniglot", "--results", "--output"):
+        if arg in ("--omniglot", "--results", "--output", "--note"):
             skip = True
             continue
         kept.append(shlex.quote(arg))
@@ -472,6 +509,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change the recipe (repeatable); such runs go to 'what was tried'")
+    parser.add_argument("--note", help="a remark on the conditions of these runs, shown on the page")
     parser.add_argument("--results", default=str(ROOT / "docs" / "benchmarks" / "omniglot.json"))
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "omniglot.md"))
     parser.add_argument("--report-only", action="store_true", help="regenerate the page and plot from --results")
