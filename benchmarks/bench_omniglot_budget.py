@@ -183,11 +183,17 @@ def _key(result):
             result["seed"], *map(str, _setup(result)))
 
 
+def _is_recipe_run(result):
+    """A run of the recipe as it is, with the default seed: the main table's
+    kind. Other seeds measure the spread of a recipe, under "what was tried"."""
+    return not result["overrides"] and result["seed"] == 0
+
+
 def _main_setup(results):
     """The setup with the most recipe runs: the one the page's tables show."""
     counts = {}
     for r in results:
-        if not r["overrides"]:
+        if _is_recipe_run(r):
             counts[_setup(r)] = counts.get(_setup(r), 0) + 1
     return max(counts, key=lambda setup: (counts[setup], setup[2])) if counts else None
 
@@ -331,15 +337,18 @@ def targets(main):
     return lines
 
 
-def _override_text(overrides):
-    return ", ".join(f"{key}={value!r}" for key, value in sorted(overrides.items()))
+def _change_text(run):
+    changes = [f"{key}={value!r}" for key, value in sorted(run["overrides"].items())]
+    if run["seed"] != 0:
+        changes.append(f"seed={run['seed']} (the recipe again)" if not changes else f"seed={run['seed']}")
+    return ", ".join(changes)
 
 
 def render(results, plot_name):
     setup = _main_setup(results)
-    main = [r for r in results if not r["overrides"] and _setup(r) == setup]
-    tried = [r for r in results if r["overrides"]]
-    recipe_runs = {(r["learner"], r["minutes"], _setup(r)): r for r in results if not r["overrides"]}
+    main = [r for r in results if _is_recipe_run(r) and _setup(r) == setup]
+    tried = [r for r in results if not _is_recipe_run(r)]
+    recipe_runs = {(r["learner"], r["minutes"], _setup(r)): r for r in results if _is_recipe_run(r)}
     budgets = sorted({r["minutes"] for r in main})
     learners = [name for name in LEARNERS if any(r["learner"] == name for r in main)]
     by = {(r["learner"], r["minutes"]): r for r in main}
@@ -419,15 +428,17 @@ def render(results, plot_name):
             "learner and budget on the same machine and cores. Only changes that helped went into the",
             "recipes.", "",
             "| learner | minutes | cores | change | 5-way 1-shot (%) | recipe's run (%) | 20-way within (%) | "
-            "meta-updates | command |",
+            "meta-updates (recipe's) | command |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for run in sorted(tried, key=lambda r: (r["learner"], r["minutes"], _override_text(r["overrides"]))):
+    for run in sorted(tried, key=lambda r: (r["learner"], r["minutes"], _change_text(r))):
         base = recipe_runs.get((run["learner"], run["minutes"], _setup(run)))
+        base_updates = f" ({base['meta_updates']})" if base else ""
         out.append(f"| {NAMES[run['learner']]} | {run['minutes']:g} | {run['machine']['cores_used']} | "
-                   f"{_override_text(run['overrides'])} | "
+                   f"{_change_text(run)} | "
                    f"{_fmt(run['five_way'])} | {_fmt(base['five_way']) if base else ''} | "
-                   f"{_fmt(run.get('twenty_way_within'))} | {run['meta_updates']} | `{run.get('command', '')}` |")
-    others = sorted((r for r in results if not r["overrides"] and _setup(r) != setup), key=_key)
+                   f"{_fmt(run.get('twenty_way_within'))} | {run['meta_updates']}{base_updates} | "
+                   f"`{run.get('command', '')}` |")
+    others = sorted((r for r in results if _is_recipe_run(r) and _setup(r) != setup), key=_key)
     if others:
         out += ["", "## Recipe runs on other machines or cores", "",
                 "| learner | minutes | machine | 5-way 1-shot (%) | 20-way within (%) | meta-updates |",
@@ -445,7 +456,7 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     setup = _main_setup(results)
-    main = [r for r in results if not r["overrides"] and _setup(r) == setup]
+    main = [r for r in results if _is_recipe_run(r) and _setup(r) == setup]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for learner in LEARNERS:
         runs = sorted((r for r in main if r["learner"] == learner), key=lambda r: r["minutes"])

@@ -67,6 +67,8 @@ RECIPES = {
     # docs/benchmarks/maml_omniglot_*.md (89.9 % after 15 minutes).
     "maml": Recipe(MAMLClassifier, {"lr": 1e-3, "inner_lr": 0.4, "zero_head": True, "batch_size": 8},
                    train_way=20, n_query=1),
+    "fomaml": Recipe(MAMLClassifier, {"lr": 1e-3, "inner_lr": 0.4, "zero_head": True, "batch_size": 8,
+                                      "first_order": True}, train_way=20, n_query=1),
     "metasgd": Recipe(MetaSGDClassifier, {"lr": 1e-3, "inner_lr": 0.4, "zero_head": True, "batch_size": 8},
                       train_way=20, n_query=1),
     "anil": Recipe(ANILClassifier, {"lr": 1e-3, "inner_lr": 0.4, "zero_head": True, "batch_size": 8},
@@ -101,10 +103,13 @@ def budget_learner(name, budget_seconds, module=None, n_way=5, k_shot=1, n_query
                                            final_factor=recipe.final_factor))]
     if recipe.clip is not None:
         callbacks.append(("clip", GradientNormClipping(recipe.clip)))
-    kwargs = {**recipe.params, "max_epochs": 10**6, "callbacks": callbacks, **params}
-    if module is not None and recipe.estimator is not MANNClassifier:
-        kwargs["module"] = module
-    learner = recipe.estimator(**kwargs)
-    episode = {"n_way": recipe.train_way or n_way, "k_shot": recipe.train_shot or k_shot,
+    # Never fewer training ways than test ways: the heads of the
+    # optimisation learners and MANN's label slots are sized by them.
+    episode = {"n_way": max(recipe.train_way or n_way, n_way), "k_shot": recipe.train_shot or k_shot,
                "n_query": recipe.n_query or n_query}
-    return learner, episode
+    kwargs = {**recipe.params, "max_epochs": 10**6, "callbacks": callbacks}
+    if recipe.estimator is MANNClassifier:
+        kwargs["module__n_way"] = episode["n_way"]
+    elif module is not None:
+        kwargs["module"] = module
+    return recipe.estimator(**{**kwargs, **params}), episode
