@@ -426,7 +426,9 @@ def render(results, plot_name):
     out += ["", "## What was tried", "",
             "Runs with the recipe changed (`--set KEY=VALUE`), beside the recipe's own run of the same",
             "learner and budget on the same machine and cores. Only changes that helped went into the",
-            "recipes.", "",
+            "recipes. A budget is wall-clock time: on a machine shared with other jobs the same run",
+            "gets more or fewer meta-updates (the last column, the recipe's run in brackets), and a",
+            "repeat with another seed shows how far two runs of one recipe differ.", "",
             "| learner | minutes | cores | change | 5-way 1-shot (%) | recipe's run (%) | 20-way within (%) | "
             "meta-updates (recipe's) | command |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
