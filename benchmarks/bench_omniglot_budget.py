@@ -549,11 +549,12 @@ def main(argv=None):
     if args.quick:
         args.budgets, args.episodes, args.results = [0.05], 5, None
         args.workers, args.cores_per_worker = 1, 1
+    failed = 0
     if not args.report_only:
-        results = run_grid(args, _command_line(argv if argv is not None else sys.argv[1:]))
+        done = run_grid(args, _command_line(argv if argv is not None else sys.argv[1:]))
+        failed = len(args.learners) * len(args.budgets) - len(done)
         if args.quick:
-            print(render(results, "omniglot.png"))
-            failed = len(args.learners) * len(args.budgets) - len(results)
+            print(render(done, "omniglot.png"))
             return 1 if failed else 0
     results = load_results(args.results)
     if not results:
@@ -561,8 +562,9 @@ def main(argv=None):
     output = Path(args.output)
     plot(results, output.with_suffix(".png"))
     output.write_text(render(results, output.with_suffix(".png").name))
-    print(f"wrote {output} and {output.with_suffix('.png')} from {len(results)} runs")
-    return 0
+    print(f"wrote {output} and {output.with_suffix('.png')} from {len(results)} runs"
+          + (f"; {failed} run(s) failed (above)" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
