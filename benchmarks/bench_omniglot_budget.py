@@ -379,7 +379,7 @@ def render(results, plot_name):
         "```",
         "",
         f"Machine: {_machine_line(main)}. Date: {', '.join(dates)}.",
-        *[f"Note: {note}" for note in notes],
+        *[f"Note: {note.rstrip('.')}." for note in notes],
         "",
         f"![5-way 1-shot accuracy against minutes of meta-training]({plot_name})",
         "",

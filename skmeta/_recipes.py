@@ -48,20 +48,25 @@ class Recipe:
 
 
 RECIPES = {
-    # Snell et al. (2017) train 1-shot Omniglot at 60 ways with 5 queries;
-    # 20 ways fit CPU minutes better. Measured at 2 minutes, 1 core
-    # (docs/benchmarks/omniglot.md, "what was tried").
+    # Snell et al. (2017) train 1-shot Omniglot at 60 ways with 5 queries.
+    # At 2 minutes on 1 core (docs/benchmarks/omniglot.md, "what was tried"),
+    # 20-way 5-query training episodes gave 87.98 % 5-way 1-shot, against
+    # 84.32 % for 5-way 15-query ones and 85.34 % for 30-way 5-query ones;
+    # lr 3e-3 gave 87.25 %, so 1e-3 stays.
     "protonet": Recipe(ProtoNetClassifier, {"lr": 1e-3}, train_way=20, n_query=5),
-    # Not tuned yet: the test shape and Adam 1e-3, as in
-    # docs/benchmarks/metric_omniglot.md, with the budget schedule.
+    # The test shape and Adam 1e-3, as in docs/benchmarks/metric_omniglot.md.
+    # At 2 minutes on 1 core, 20-way 5-query training episodes did worse:
+    # Matching 66.25 % against 72.17 %, and Relation did not train at all
+    # (23.96 % against 77.32 %; its MSE on 20-way scores, as in the issue).
     "matching": Recipe(MatchingNetworkClassifier, {"lr": 1e-3}),
     "siamese": Recipe(SiameseNetworkClassifier, {"lr": 1e-3}),
     "relation": Recipe(RelationNetworkClassifier, {"lr": 1e-3}),
     # Classification over all meta-training classes (rotations as classes)
     # in mini-batches of 64, as in docs/benchmarks/metric_omniglot.md, where
-    # it beat every episodic learner after 60 s. Measured at 1 and 2
-    # minutes (docs/benchmarks/omniglot.md).
-    "pretrained": Recipe(PretrainedClassifier, {"lr": 1e-3, "batch_size": 64}),
+    # it beat every episodic learner after 60 s. At 2 minutes on 1 core,
+    # lr 3e-3 under the budget schedule gave 90.65 and 90.12 % 5-way 1-shot
+    # in two runs, 1e-3 88.36 and 88.42 % (89.89 % at a constant 1e-3).
+    "pretrained": Recipe(PretrainedClassifier, {"lr": 3e-3, "batch_size": 64}),
     # Finn et al.'s Omniglot step (0.4), the zeroing trick and 20-way 1-query
     # training tasks, 8 per meta-update: the best of the runs in
     # docs/benchmarks/maml_omniglot_*.md (89.9 % after 15 minutes).
