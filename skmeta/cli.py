@@ -3,6 +3,7 @@
     skmeta                                  # embedded data, no files needed
     skmeta --omniglot PATH                  # Lake's Omniglot zips in PATH
     skmeta --learner protonet --n-way 5 --k-shot 5 --episodes 600
+    skmeta --omniglot PATH --learner maml --budget 10   # 10 minutes with the tuned recipe
     torchrun --nproc_per_node=2 -m skmeta --save learner.pkl   # data-parallel meta-training
 
 Classes are split in two: meta-training sees one part, the reported
@@ -25,6 +26,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._recipes import RECIPES, budget_learner
 from .datasets import OMNIGLOT_TEST_ALPHABETS, load_omniglot, make_subspace_classification
 from .distributed import DataParallel, init_process_group, is_main_process, shard_tasks
 from .memory import MANNClassifier
@@ -68,6 +70,18 @@ def make_learner(name, images):
     if images:
         return cls(Conv4, **kwargs)
     return cls(MLP, module__hidden_sizes=(128,), **kwargs)
+
+
+def make_budget_learner(args, images):
+    """The learner of ``args.learner`` set up by its recipe for
+    ``args.budget`` minutes, and the shape of its training episodes."""
+    learner, episode = budget_learner(args.learner, 60 * args.budget, n_way=args.n_way, k_shot=args.k_shot,
+                                      n_query=args.n_query)
+    if isinstance(learner, MANNClassifier):  # its own network
+        return learner, episode
+    if images:
+        return learner.set_params(module=Conv4), episode
+    return learner.set_params(module=MLP, module__hidden_sizes=(128,)), episode
 
 
 def _bf16_is_fast():
@@ -132,7 +146,12 @@ def build_parser():
                           help="test episodes (at least 2 for a confidence interval)")
     training = parser.add_argument_group("meta-training")
     training.add_argument("--tasks-per-epoch", type=_integer(1), default=200)
-    training.add_argument("--max-epochs", type=_integer(1), default=10)
+    training.add_argument("--max-epochs", type=_integer(1), default=None,
+                          help="default: 10, or no limit with --budget")
+    training.add_argument("--budget", type=_positive_float, default=None, metavar="MINUTES",
+                          help="meta-train for this many minutes of wall-clock time with the learner's "
+                               "tuned recipe (training episode shape, learning rate, warm-up then cosine "
+                               "annealing over the budget)")
     training.add_argument("--lr", type=_positive_float, default=None,
                           help="meta learning rate (default: the learner's)")
     training.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
@@ -146,18 +165,23 @@ def build_parser():
     return parser
 
 
-def _check_against_data(parser, args, train, test):
+def _check_against_data(parser, args, train, test, train_episode=None):
     """Every episode setting against the data, before any work: argparse's
-    error (exit status 2) rather than a failure after meta-training."""
-    for name, (X, y) in (("meta-training", train), ("test", test)):
+    error (exit status 2) rather than a failure after meta-training.
+    ``train_episode`` is the shape of the training episodes where it is not
+    the test episodes' (a recipe's, with ``--budget``)."""
+    test_episode = {"n_way": args.n_way, "k_shot": args.k_shot, "n_query": args.n_query}
+    for name, (X, y), episode in (("meta-training", train, train_episode or test_episode),
+                                  ("test", test, test_episode)):
         classes, counts = np.unique(y, return_counts=True)
-        needed = args.k_shot + args.n_query
+        needed = episode["k_shot"] + episode["n_query"]
         usable = int((counts >= needed).sum())
-        if usable < args.n_way:
+        if usable < episode["n_way"]:
+            source = "" if episode is test_episode else f" (the {args.learner} recipe's training episodes)"
             parser.error(
-                f"--n-way {args.n_way} with --k-shot {args.k_shot} and --n-query {args.n_query}: the "
-                f"{name} classes have {usable} classes with at least {needed} examples "
-                f"(of {len(classes)} classes)"
+                f"--n-way {episode['n_way']} with --k-shot {episode['k_shot']} and --n-query "
+                f"{episode['n_query']}{source}: the {name} classes have {usable} classes with at least "
+                f"{needed} examples (of {len(classes)} classes)"
             )
     try:
         torch.device(args.device)
@@ -181,6 +205,10 @@ def main(argv=None):
     # Under torchrun: join the other processes (each meta-trains on its shard
     # of every pass; gradients are averaged); only rank 0 reports and saves.
     args.device = init_process_group(device=args.device)
+    if args.budget is not None and torch.distributed.is_initialized():
+        # Each process would stop on its own clock, after a different number
+        # of meta-updates, and wait forever for the others' gradients.
+        parser.error("--budget stops each process on its own clock: run it without torchrun")
     if not is_main_process():
         sys.stdout = open(os.devnull, "w")
     if args.threads:
@@ -193,23 +221,35 @@ def main(argv=None):
         precision = "bfloat16" if args.omniglot and native else "float32"
 
     train, test, images, augment = load_data(args)
-    _check_against_data(parser, args, train, test)
+    if args.budget is None:
+        learner = make_learner(args.learner, images)
+        settings = LEARNERS[args.learner][1]
+        episode = {"n_way": args.n_way, "k_shot": args.k_shot, "n_query": args.n_query}
+    else:
+        learner, episode = make_budget_learner(args, images)
+        settings = RECIPES[args.learner].params
+    _check_against_data(parser, args, train, test, episode)
     source = f"Omniglot in {args.omniglot}" if args.omniglot else "embedded subspace classes"
     print(f"data: {source}; meta-training on {len(np.unique(train[1]))} classes, "
           f"testing on {len(np.unique(test[1]))} unseen classes")
 
-    tasks = EpisodeSampler(*train, n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
-                           n_tasks=args.tasks_per_epoch, augment=augment, random_state=args.random_state)
-    learner = make_learner(args.learner, images).set_params(
-        max_epochs=args.max_epochs, precision=precision, device=args.device,
+    tasks = EpisodeSampler(*train, **episode, n_tasks=args.tasks_per_epoch, augment=augment,
+                           random_state=args.random_state)
+    max_epochs = args.max_epochs or (10 if args.budget is None else 10**6)
+    learner.set_params(
+        max_epochs=max_epochs, precision=precision, device=args.device,
         verbose=0 if args.quiet else 1, random_state=args.random_state,
     )
     if args.lr is not None:
         learner.set_params(lr=args.lr)
-    settings = ", ".join(f"{key}={value!r}" for key, value in LEARNERS[args.learner][1].items())
-    print(f"meta-training {type(learner).__name__}({settings}) ({precision}): "
-          f"{args.max_epochs} epochs x {args.tasks_per_epoch} episodes of "
-          f"{args.n_way}-way {args.k_shot}-shot")
+    settings = ", ".join(f"{key}={value!r}" for key, value in settings.items())
+    shape = "{n_way}-way {k_shot}-shot {n_query}-query".format(**episode)
+    if args.budget is None:
+        print(f"meta-training {type(learner).__name__}({settings}) ({precision}): "
+              f"{max_epochs} epochs x {args.tasks_per_epoch} episodes of {shape}")
+    else:
+        print(f"meta-training {type(learner).__name__}({settings}) ({precision}) for {args.budget:g} min: "
+              f"episodes of {shape}, learning rate warmed up then cosine-annealed over the budget")
     start = time.perf_counter()
     if torch.distributed.is_initialized():
         learner.set_params(callbacks=[("data_parallel", DataParallel())])
@@ -224,7 +264,8 @@ def main(argv=None):
         with open(args.save, "wb") as f:
             pickle.dump(learner, f)
         print(f"saved the meta-trained learner to {args.save}")
-    print(f"meta-trained in {seconds:.1f} s ({args.max_epochs * args.tasks_per_epoch / seconds:.1f} episodes/s)")
+    updates = sum(len(epoch["batches"]) for epoch in learner.history)
+    print(f"meta-trained in {seconds:.1f} s ({updates} meta-updates, {updates / seconds:.1f} per second)")
 
     cv = EpisodicSplit(n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
                        n_episodes=args.episodes, random_state=args.random_state)

@@ -2,6 +2,7 @@ import re
 
 import pytest
 
+from skmeta._recipes import RECIPES
 from skmeta.cli import LEARNERS, main
 
 
@@ -56,6 +57,10 @@ def test_optimisation_learners_learn_on_the_embedded_data(learner, epochs, tasks
     (["--max-epochs", "-1"], "must be at least 1"),
     (["--k-shot", "0"], "must be at least 1"),
     (["--lr", "-0.1"], "positive number"),
+    (["--budget", "0"], "positive number"),
+    (["--budget", "-2"], "positive number"),
+    (["--budget", "nan"], "positive number"),
+    (["--budget", "soon"], "'soon' is not a number"),
     (["--n-way", "60"], "--n-way 60 with --k-shot 1 and --n-query 15"),
     (["--k-shot", "30"], "classes with at least 45 examples"),
 ])
@@ -92,3 +97,39 @@ def test_save_writes_a_learner_to_load_for_cross_val_score(tmp_path, capsys):
     X, y = make_subspace_classes(n_features=32)
     scores = cross_val_score(learner, X, y, cv=EpisodicSplit(n_episodes=3, random_state=0))
     assert scores.shape == (3,)
+
+
+def test_budget_stops_meta_training_near_the_budget_and_reports(capsys):
+    assert main(["--budget", "0.05", "--episodes", "20", "-q"]) == 0
+    out = capsys.readouterr().out
+    # ProtoNet's recipe trains on wider episodes than it is tested on.
+    assert "for 0.05 min: episodes of 20-way 1-shot 5-query" in out
+    trained = re.search(r"meta-trained in ([\d.]+) s \((\d+) meta-updates", out)
+    assert trained, out
+    # Stopped after the first meta-update that ends past 3 s: on the embedded
+    # data one update takes milliseconds, so well before 3 s more.
+    assert 3.0 <= float(trained.group(1)) < 6.0 and int(trained.group(2)) > 10
+    assert re.search(r"ProtoNetClassifier: [\d.]+ \+- [\d.]+ % \(5-way 1-shot, 20 episodes\)", out)
+
+
+def test_every_learner_has_a_budget_recipe():
+    assert set(LEARNERS) <= set(RECIPES)
+
+
+@pytest.mark.parametrize("learner", sorted(LEARNERS))
+def test_every_learner_meta_trains_with_its_recipe_under_a_budget(learner, capsys):
+    assert main(["--learner", learner, "--budget", "0.01", "--episodes", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    trained = re.search(r"meta-trained in ([\d.]+) s \((\d+) meta-updates", out)
+    assert trained and int(trained.group(2)) >= 1, out
+    assert re.search(r"Classifier: [\d.]+ \+- [\d.]+ % \(5-way 1-shot, 3 episodes\)", out)
+
+
+@pytest.mark.parametrize("learner", ["maml", "mann"])
+def test_budget_recipes_train_at_least_as_many_ways_as_tested(learner, capsys):
+    # MAML's recipe trains 20-way, MANN's 5-way: a head or label slots sized
+    # for fewer ways than the test episodes could not be adapted to them.
+    assert main(["--learner", learner, "--budget", "0.01", "--n-way", "25", "--episodes", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "episodes of 25-way" in out
+    assert re.search(r"Classifier: [\d.]+ \+- [\d.]+ % \(25-way 1-shot, 3 episodes\)", out)
