@@ -119,8 +119,8 @@ class BudgetSchedule(TimeBudget):
         Where the stopping message goes when the net is verbose.
 
     clock : callable or None, default=None
-        Seconds as a float, e.g. :func:`time.process_time` to budget CPU
-        time; None is :func:`time.perf_counter` (wall-clock time).
+        Seconds as a float, e.g. ``time.process_time`` to budget CPU
+        time; None is ``time.perf_counter`` (wall-clock time).
 
     Attributes
     ----------
