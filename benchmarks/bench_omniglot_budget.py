@@ -354,7 +354,7 @@ def render(results, plot_name):
     by = {(r["learner"], r["minutes"]): r for r in main}
     commands = sorted({r.get("command", "") for r in main if r.get("command")})
     dates = sorted({r["date"] for r in results})
-    notes = sorted({r["note"] for r in results if r.get("note")})
+    notes = sorted({r["note"] for r in results if r.get("note") and _setup(r) == setup})
     out = [
         "# Every image learner on Omniglot against minutes of CPU meta-training",
         "",
@@ -443,11 +443,13 @@ def render(results, plot_name):
     others = sorted((r for r in results if _is_recipe_run(r) and _setup(r) != setup), key=_key)
     if others:
         out += ["", "## Recipe runs on other machines or cores", "",
-                "| learner | minutes | machine | 5-way 1-shot (%) | 20-way within (%) | meta-updates |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                "Not in the tables or the targets above, which compare runs of one machine and core count.", "",
+                "| learner | minutes | machine | 5-way 1-shot (%) | 20-way within (%) | meta-updates | command | note |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for run in others:
             out.append(f"| {NAMES[run['learner']]} | {run['minutes']:g} | {_machine_line([run])} | "
-                       f"{_fmt(run['five_way'])} | {_fmt(run.get('twenty_way_within'))} | {run['meta_updates']} |")
+                       f"{_fmt(run['five_way'])} | {_fmt(run.get('twenty_way_within'))} | {run['meta_updates']} | "
+                       f"`{run.get('command', '')}` | {run.get('note', '')} |")
     return "\n".join(out) + "\n"
 
 
