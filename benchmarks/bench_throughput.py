@@ -28,7 +28,6 @@ Writes the page given by ``--output`` (full mode only).
 """
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -44,6 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# learn2learn's clone_module / update_module, as the inner-loop benchmark writes them
+from bench_inner_loop_throughput import clone_module, update_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OMNIGLOT = ROOT.parent / "shared" / "data" / "omniglot"
@@ -88,22 +90,6 @@ def plain_protonet(images, by_class, n_episodes, device):
         optimizer.step()
 
     return _rate(episode, n_episodes, device)
-
-
-def clone_module(module):
-    """learn2learn's clone_module: a deep copy with differentiable parameter clones."""
-    clone = copy.deepcopy(module)
-    for original, copied in zip(module.modules(), clone.modules()):
-        for name, param in original._parameters.items():
-            if param is not None:
-                copied._parameters[name] = param.clone()
-    return clone
-
-
-def update_module(module, grads, lr):
-    params = [(m, name) for m in module.modules() for name, p in m._parameters.items() if p is not None]
-    for (m, name), g in zip(params, grads):
-        m._parameters[name] = m._parameters[name] - lr * g
 
 
 def plain_maml(images, by_class, n_tasks, device, inner_steps, first_order, meta_batch=8, inner_lr=0.4):
