@@ -138,24 +138,23 @@ class Conv4(nn.Module):
         elif X.dim() == 3:
             X = X.unsqueeze(1)
         X = X.contiguous(memory_format=torch.channels_last)
+        fold = self.fuse_first_block is True or (self.fuse_first_block == "auto" and X.device.type == "cpu")
         for i, block in enumerate(self.encoder):
-            fold = self.fuse_first_block == "auto" and X.device.type == "cpu" or self.fuse_first_block is True
-            if i == 0 and fold and _foldable(block, X):
-                X = _folded_conv_norm(block[0], block[1], X)
-                X = block[3](X) if len(block) > 3 else X
-                X = block[2](X)
-            else:
-                X = _block_forward(block, X)
+            X = _block_forward(block, X, fold=i == 0 and fold and _foldable(block, X))
         features = X.flatten(1)
         return features if self.head is None else self.head(features)
 
 
-def _block_forward(block, X):
+def _block_forward(block, X, fold=False):
     """A conv block with its ReLU after the max-pool: the same output
-    (max-pooling commutes with the monotone ReLU) on 4x fewer elements."""
+    (max-pooling commutes with the monotone ReLU) on 4x fewer elements;
+    with ``fold``, convolution and batch norm as one folded convolution."""
     layers = list(block)
     if len(layers) == 4 and isinstance(layers[2], nn.ReLU) and isinstance(layers[3], nn.MaxPool2d):
         layers[2], layers[3] = layers[3], layers[2]
+    if fold:
+        X = _folded_conv_norm(layers[0], layers[1], X)
+        layers = layers[2:]
     for layer in layers:
         X = layer(X)
     return X
@@ -183,20 +182,17 @@ def _foldable(block, X):
 
 
 def _folded_conv_norm(conv, norm, X):
-    """``norm(conv(X))`` for a 3x3 convolution over few channels, as one matrix product.
+    """``norm(conv(X))`` for a 3x3 convolution over few channels, as one convolution.
 
-    In training mode batch norm divides each output channel ``c`` by the
-    standard deviation of ``w_c . p + b_c`` over all patches ``p`` of the
-    batch, that is ``sqrt(w_c' S w_c)`` with ``S`` the covariance of the
-    (9 x channels)-dimensional patches, and subtracts ``w_c . mu + b_c``
-    with ``mu`` their mean. Folding both into the weights turns
-    convolution and normalisation into a single matrix product with the
-    patches, written channels-last: the same function up to rounding, with
-    the same gradients and running statistics, and about twice as fast on
-    CPU as oneDNN's convolution over one input channel followed by batch
-    norm (see docs/benchmarks/throughput.md).
+    In training mode batch norm subtracts from each output channel ``c``
+    its batch mean ``w_c . mu + b_c`` and divides by its standard deviation
+    ``sqrt(w_c' S w_c)``, with ``mu`` and ``S`` the mean and covariance of
+    the (9 x channels)-dimensional patches of the batch (of the reference
+    rows under task batch norm). Folding both into the weights leaves one
+    convolution: the same function up to rounding, with the same gradients
+    for the weights and the same running statistics, without batch norm's
+    passes over the block's largest activation map.
     """
-    n, channels, height, width = X.shape
     weight = conv.weight
     bias = conv.bias
     gamma = beta = None
