@@ -69,6 +69,67 @@ def greedy_portfolio(scores, n_candidates):
     return np.array(chosen, dtype=int), np.array(regret)
 
 
+def posterior_scores(fold_scores, prior_scores):
+    """Each candidate's expected score on a new dataset, given its
+    cross-validation there and its scores on the meta-training datasets.
+
+    A normal model of every candidate's score relative to the mean of the
+    candidates (so that how hard a dataset is cancels): the meta-training
+    datasets give a prior, mean ``mu_c`` and variance ``tau2`` (pooled over
+    candidates) of that relative score on a new dataset; the new dataset's
+    folds give a noisy measurement of it, the mean of its folds with the
+    variance of a fold around that mean (pooled over candidates) divided by
+    the number of folds. The posterior mean shrinks the cross-validated
+    relative score towards the prior by ``tau2 / (tau2 + noise)``: all the way
+    when the folds disagree more than the datasets do (a few rows), hardly at
+    all when they agree (many rows). Candidates with a failed fold (NaN)
+    score -inf.
+
+    Parameters
+    ----------
+    fold_scores : ndarray of shape (n_folds, n_candidates)
+        Scores of the candidates on each fold of the new dataset.
+
+    prior_scores : ndarray of shape (n_datasets, n_candidates)
+        Their mean scores on the meta-training datasets.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_candidates,)
+        The posterior means, on the scale of the scores (the relative score
+        plus the mean of the cross-validated scores).
+    weight : float
+        The weight given to the new dataset's cross-validation, in [0, 1].
+    """
+    fold_scores = np.asarray(fold_scores, dtype=float)
+    prior_scores = np.asarray(prior_scores, dtype=float)
+    failed = np.isnan(fold_scores).any(axis=0)
+    n_ok = int((~failed).sum())
+    scores = np.full(fold_scores.shape[1], -np.inf)
+    if n_ok == 0:
+        return scores, 1.0
+    folds, prior = fold_scores[:, ~failed], prior_scores[:, ~failed]
+    n_folds, n_datasets = len(folds), len(prior)
+    relative = folds - folds.mean(axis=1, keepdims=True)
+    measured = relative.mean(axis=0)
+    past = prior - prior.mean(axis=1, keepdims=True)
+    mu = past.mean(axis=0)
+    # Residual degrees of freedom: one mean per candidate and one per row are fitted.
+    dof_prior = (n_datasets - 1) * (n_ok - 1)
+    dof_folds = (n_folds - 1) * (n_ok - 1)
+    if dof_prior == 0 or dof_folds == 0:
+        weight = 1.0  # no spread to compare: trust the new dataset, as a grid search would
+    else:
+        tau2 = float(((past - mu) ** 2).sum()) / dof_prior
+        noise = float(((relative - measured) ** 2).sum()) / dof_folds / n_folds
+        # A spread at the level of rounding errors is no spread.
+        tiny = (1e-10 * max(np.abs(folds).max(), np.abs(prior).max())) ** 2
+        tau2, noise = (0.0 if v <= tiny else v for v in (tau2, noise))
+        weight = 1.0 if tau2 + noise == 0 else tau2 / (tau2 + noise)
+    scores[~failed] = folds.mean() + mu + weight * (measured - mu)
+    return scores, weight
+
+
 def _as_datasets(datasets):
     """``[(name, X, y)]`` from a dict or sequence of (X, y) pairs (or Bunches)
     or a :class:`~skmeta.tasks.DatasetCollection`."""
@@ -143,13 +204,31 @@ class MetaSearchCV(BaseSearchCV):
         meta-training datasets nearest to the new one in meta-feature space,
         instead of from all of them.
 
+    selection : {"posterior", "cv"}, default="posterior"
+        How ``fit`` picks the best candidate. "cv": the best mean
+        cross-validated score, as a grid search does. "posterior": the best
+        expected score given both that cross-validation and the candidates'
+        scores on the meta-training datasets (see Notes): on a small dataset,
+        whose folds disagree, experience outweighs the noisy
+        cross-validation. A search that was never meta-fitted uses "cv".
+
     scoring : str, callable or None, default=None
         One metric (regret needs a single score), as for
         :func:`~sklearn.model_selection.cross_val_score`; None is the
         estimator's ``score``.
 
     cv : int, cross-validation generator or iterable, default=5
-        Splits for every evaluation, in ``meta_fit`` and in ``fit``.
+        Splits for every evaluation in ``fit``, and in ``meta_fit`` unless
+        `meta_cv` is set.
+
+    meta_cv : int, cross-validation generator or None, default=None
+        Splits for ``meta_fit``'s evaluations; None uses `cv`. Experience
+        transfers best when it is gathered in the regime of the datasets
+        ``fit`` will see: when those are small, meta-fit on whole datasets
+        with splits that train on that many rows and test on the rest (for
+        example :class:`~sklearn.model_selection.StratifiedShuffleSplit`
+        with ``train_size=100``), so that the meta-scores measure how each
+        configuration generalises from a small training set.
 
     n_jobs : int or None, default=None
         Parallel evaluations (joblib; any backend through
@@ -212,7 +291,17 @@ scorer_, n_splits_, refit_time_, multimetric_ :
     A clone keeps what ``meta_fit`` learned (the ``meta_*`` attributes and
     ``portfolio_``) and forgets the last ``fit``, so ``cross_val_score`` and
     nested searches evaluate the meta-learned portfolio. `n_candidates` and
-    `n_neighbors` are read by ``fit`` and may be changed after ``meta_fit``.
+    `n_neighbors`, `selection` and `cv` are read by ``fit`` and may be
+    changed after ``meta_fit``.
+
+    With ``selection="posterior"``, each candidate's score relative to the
+    mean of the candidates has a prior from the meta-training datasets (its
+    mean there, and their spread) and a measurement from the new dataset's
+    folds (their mean, and the spread of the folds divided by their number);
+    the candidate with the highest posterior mean wins. ``cv_results_`` holds those means as
+    ``posterior_test_score`` and the weight given to the new dataset's
+    cross-validation as ``posterior_weight``; ``best_score_`` stays the
+    winner's mean cross-validated score.
     A search that was never meta-fitted tries `n_candidates` random
     configurations and warns.
 
@@ -256,6 +345,8 @@ scorer_, n_splits_, refit_time_, multimetric_ :
         "n_candidates": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_pool": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "selection": [StrOptions({"posterior", "cv"})],
+        "meta_cv": ["cv_object", None],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "refit": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
@@ -273,8 +364,10 @@ scorer_, n_splits_, refit_time_, multimetric_ :
         n_candidates=8,
         n_pool=None,
         n_neighbors=None,
+        selection="posterior",
         scoring=None,
         cv=5,
+        meta_cv=None,
         n_jobs=None,
         memory=None,
         refit=True,
@@ -287,8 +380,10 @@ scorer_, n_splits_, refit_time_, multimetric_ :
         self.n_candidates = n_candidates
         self.n_pool = n_pool
         self.n_neighbors = n_neighbors
+        self.selection = selection
         self.scoring = scoring
         self.cv = cv
+        self.meta_cv = meta_cv
         self.n_jobs = n_jobs
         self.memory = memory
         self.refit = refit
@@ -352,7 +447,7 @@ scorer_, n_splits_, refit_time_, multimetric_ :
         classifier = is_classifier(self.estimator)
         jobs = []
         for _, X, y in items:
-            cv = check_cv(self.cv, y, classifier=classifier)
+            cv = check_cv(self.cv if self.meta_cv is None else self.meta_cv, y, classifier=classifier)
             jobs.extend(
                 delayed(evaluate)(
                     clone(self.estimator).set_params(**params), X, y,
@@ -416,10 +511,13 @@ scorer_, n_splits_, refit_time_, multimetric_ :
         self : MetaSearchCV
             Fitted.
         """
+        self._prior = None
         if self._is_meta_fitted():
             rows = slice(None) if self.n_neighbors is None else self._nearest(X, y)
             chosen, _ = greedy_portfolio(self.meta_scores_[rows], self.n_candidates)
             self._candidates = [self.meta_pool_[i] for i in chosen]
+            if self.selection == "posterior":
+                self._prior = self.meta_scores_[rows][:, chosen]
         else:
             warnings.warn(
                 "MetaSearchCV was never meta-fitted: fit tries n_candidates random configurations",
@@ -430,10 +528,22 @@ scorer_, n_splits_, refit_time_, multimetric_ :
         try:
             return super().fit(X, y, **params)
         finally:
-            del self._candidates
+            del self._candidates, self._prior
 
     def _run_search(self, evaluate_candidates):
         evaluate_candidates(self._candidates)
+
+    def _select_best_index(self, refit, refit_metric, results):
+        # BaseSearchCV's hook for the winner (a static method there, called
+        # on the instance): the best posterior mean when there is a prior.
+        if self._prior is None:
+            return BaseSearchCV._select_best_index(refit, refit_metric, results)
+        n_splits = sum(1 for key in results if key.startswith("split") and key.endswith(f"_test_{refit_metric}"))
+        folds = np.array([results[f"split{i}_test_{refit_metric}"] for i in range(n_splits)])
+        scores, weight = posterior_scores(folds, self._prior)
+        results["posterior_test_score"] = scores
+        results["posterior_weight"] = np.full(len(scores), weight)
+        return int(np.argmax(scores))
 
     def _task_attributes(self):
         meta = {"portfolio_"}

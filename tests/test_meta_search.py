@@ -12,10 +12,11 @@ from scipy.stats import randint
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import ShuffleSplit, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import check_is_fitted
 
-from skmeta._meta_search import greedy_portfolio
+from skmeta._meta_search import greedy_portfolio, posterior_scores
 from skmeta.base import NotMetaFittedWarning
 from skmeta.model_selection import MetaSearchCV
 from skmeta.tasks import DatasetCollection
@@ -190,3 +191,106 @@ def test_never_meta_fitted_search_tries_random_candidates():
     with warnings.catch_warnings():
         warnings.simplefilter("error", NotMetaFittedWarning)
         search().meta_fit(datasets(2)).fit(X, y)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    # Scores as accuracies of up to 200 test rows are.
+    arrays(np.float64, st.tuples(st.integers(2, 5), st.integers(2, 6)), elements=st.integers(0, 200).map(lambda k: k / 200)),
+    arrays(np.float64, st.tuples(st.integers(2, 8), st.integers(2, 6)), elements=st.integers(0, 200).map(lambda k: k / 200)),
+)
+def test_posterior_lies_between_the_prior_and_the_new_dataset(folds, prior):
+    n = min(folds.shape[1], prior.shape[1])
+    folds, prior = folds[:, :n], prior[:, :n]
+    scores, weight = posterior_scores(folds, prior)
+    assert 0 <= weight <= 1
+    measured = folds.mean(axis=0) - folds.mean()
+    mu = (prior - prior.mean(axis=1, keepdims=True)).mean(axis=0)
+    relative = scores - folds.mean()
+    np.testing.assert_allclose(relative, mu + weight * (measured - mu), atol=1e-12)
+    # How hard a fold or a dataset is (a constant per row) changes nothing but the level.
+    shifted, shifted_weight = posterior_scores(folds + np.arange(len(folds))[:, None],
+                                               prior - 0.5 * np.arange(len(prior))[:, None])
+    np.testing.assert_allclose(shifted - shifted.mean(), scores - scores.mean(), atol=1e-9)
+    assert shifted_weight == pytest.approx(weight)
+
+
+def test_posterior_trusts_whichever_evidence_is_consistent():
+    prior = np.array([[0.9, 0.7, 0.8], [0.8, 0.6, 0.7], [0.7, 0.5, 0.6]])  # candidate 0 always best by 0.1
+    noisy = np.array([[0.2, 0.9, 0.5], [0.9, 0.3, 0.4], [0.5, 0.6, 0.3]])  # folds disagree; mean favours 1
+    agreeing = np.array([[0.5, 0.9, 0.6], [0.5, 0.9, 0.6], [0.5, 0.9, 0.6]])  # folds agree: 1 is best
+    scores, weight = posterior_scores(noisy, prior)
+    assert weight == 0 and np.argmax(scores) == 0  # the datasets agree exactly: the prior wins
+    scores, weight = posterior_scores(agreeing, prior)
+    assert weight == 1 and np.argmax(scores) == 1  # the folds agree exactly: the new dataset wins
+    noisy_prior = prior + np.array([[0.1, -0.1, 0.0], [-0.1, 0.1, 0.0], [0.0, 0.0, 0.0]])
+    _, less_noisy = posterior_scores(noisy, noisy_prior)
+    assert 0 < less_noisy < 1
+    failed = noisy.copy()
+    failed[1, 2] = np.nan
+    scores, _ = posterior_scores(failed, prior)
+    assert scores[2] == -np.inf and np.isfinite(scores[:2]).all()
+    # One meta-training dataset or one fold gives no spread: cross-validation decides.
+    assert posterior_scores(noisy, prior[:1])[1] == 1
+    assert np.argmax(posterior_scores(noisy[:1], prior)[0]) == np.argmax(noisy[0])
+
+
+def test_selection_picks_by_posterior_or_by_cross_validation(meta_fitted):
+    X, y = make_classification(n_samples=40, n_features=6, flip_y=0.2, random_state=3)
+    by_cv = clone(meta_fitted).set_params(selection="cv").fit(X, y)
+    assert by_cv.best_index_ == np.argmax(by_cv.cv_results_["mean_test_score"])
+    assert "posterior_test_score" not in by_cv.cv_results_
+    fitted = clone(meta_fitted).fit(X, y)
+    results = fitted.cv_results_
+    columns = [meta_fitted.meta_pool_.index(p) for p in meta_fitted.portfolio_]
+    folds = np.array([results[f"split{i}_test_score"] for i in range(3)])
+    expected, weight = posterior_scores(folds, meta_fitted.meta_scores_[:, columns])
+    np.testing.assert_array_equal(results["posterior_test_score"], expected)
+    np.testing.assert_array_equal(results["posterior_weight"], weight)
+    assert fitted.best_index_ == np.argmax(expected)
+    assert fitted.best_params_ == results["params"][fitted.best_index_]
+    assert fitted.best_score_ == results["mean_test_score"][fitted.best_index_]
+    assert fitted.best_estimator_.get_params()["max_depth"] == fitted.best_params_["max_depth"]
+    with pytest.raises(ValueError, match="selection"):
+        clone(meta_fitted).set_params(selection="best").fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
+def test_posterior_beats_cross_validation_on_a_tiny_dataset():
+    # One noisy problem at every size, one informative feature: deep trees
+    # overfit it. Experience comes from 30-row training sets of earlier
+    # draws (meta_cv); the new datasets have 30 rows, 3 folds of 10.
+    def problem(n, seed):
+        return make_classification(n_samples=n, n_features=5, n_informative=1, n_redundant=0,
+                                   n_clusters_per_class=1, flip_y=0.3, class_sep=1.5, random_state=seed)
+
+    meta = MetaSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2, 3, None]}, n_candidates=4,
+                        cv=3, meta_cv=ShuffleSplit(5, train_size=30, test_size=200, random_state=0))
+    meta.meta_fit({f"d{seed}": problem(400, seed) for seed in range(8)})
+    gains, weights = [], []
+    for seed in range(100, 140):
+        X, y = problem(430, seed)
+        X_train, y_train, X_test, y_test = X[:30], y[:30], X[30:], y[30:]
+        fitted = clone(meta).fit(X_train, y_train)
+        weights.append(fitted.cv_results_["posterior_weight"][0])
+        gains.append(fitted.score(X_test, y_test)
+                     - clone(meta).set_params(selection="cv").fit(X_train, y_train).score(X_test, y_test))
+    gains = np.array(gains)
+    assert 0.1 < np.mean(weights) < 0.5  # the folds weigh less than experience, but count
+    assert gains.mean() > 0.01 and (gains > 0).sum() > 2 * (gains < 0).sum(), gains
+
+
+def test_meta_cv_shapes_the_experience_and_cv_the_search():
+    data = datasets(2)
+    splits = ShuffleSplit(n_splits=2, train_size=20, test_size=15, random_state=0)
+    counting = MetaSearchCV(CountingTree(random_state=0), GRID, n_candidates=2, cv=3, meta_cv=splits)
+    CountingTree.fits = 0
+    counting.meta_fit(data)
+    assert CountingTree.fits == 2 * 8 * 2  # datasets x pool x meta_cv's splits
+    X, y = data["d0"]
+    expected = [cross_val_score(DecisionTreeClassifier(random_state=0).set_params(**params), X, y, cv=splits).mean()
+                for params in counting.meta_pool_]
+    np.testing.assert_allclose(counting.meta_scores_[0], expected)
+    CountingTree.fits = 0
+    counting.fit(X, y)
+    assert CountingTree.fits == 2 * 3 + 1  # candidates x cv's folds, and the refit
