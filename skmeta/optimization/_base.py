@@ -148,11 +148,13 @@ class OptimizationMetaLearner(MetaLearner):
     # ------------------------------------------------------------------
     # the inner loop, written once
     # ------------------------------------------------------------------
-    def _adapted(self, params, X_support, y_support, n_outputs, n_steps, lr, first_order):
+    def _adapted(self, params, X_support, y_support, n_outputs, n_steps, lr, first_order, guard_from=None):
         """``params`` after ``n_steps`` of gradient descent (or of the
-        method's update rule) on one support set."""
+        method's update rule) on one support set; steps from ``guard_from``
+        on may not raise the support loss (see :func:`inner_loop`)."""
         loss, start = self._support_objective(params, X_support, y_support, n_outputs)
-        return {**params, **inner_loop(loss, start, lr, n_steps, first_order, update=self._update_rule(lr))}
+        return {**params, **inner_loop(loss, start, lr, n_steps, first_order, update=self._update_rule(lr),
+                                       guard_from=guard_from)}
 
     def _forward(self, params, X, reference=None):
         if not self._task_normalised():
@@ -250,7 +252,9 @@ class OptimizationMetaLearner(MetaLearner):
         params = self._meta_parameters(detach=True)
         lr = self._step_size(adapting=True, detach=True)
         n_steps = self.inner_steps if self.adapt_steps is None else self.adapt_steps
-        adapted = self._adapted(params, X, y, n_outputs, n_steps, lr, first_order=True)
+        # Steps beyond those meta-trained are guarded: the learned step
+        # (Meta-SGD's rates, the LSTM's rule) is sized for inner_steps steps.
+        adapted = self._adapted(params, X, y, n_outputs, n_steps, lr, first_order=True, guard_from=self.inner_steps)
         self.adapted_params_ = {name: value.detach() for name, value in adapted.items()}
         self.support_X_ = X if self._task_normalised() else None
 

@@ -270,7 +270,7 @@ def _placeholder_copy(module):
     return copy.deepcopy(module, memo)
 
 
-def inner_loop(loss, params, lr, n_steps, first_order=False, update=None):
+def inner_loop(loss, params, lr, n_steps, first_order=False, update=None, guard_from=None):
     """Gradient descent on ``loss`` from ``params``, as a pure function.
 
     Parameters
@@ -301,6 +301,17 @@ def inner_loop(loss, params, lr, n_steps, first_order=False, update=None):
         ``loss`` is the support loss at ``params`` and ``state`` is what
         the rule returned at the previous step (None at the first).
 
+    guard_from : int or None, default=None
+        Steps from this index on are kept only where they do not raise the
+        loss: a step that raises it, or makes it non-finite, is halved until
+        it does not (at most ``MAX_HALVINGS`` times, and later steps keep the
+        smaller size); when no halving helps, the loop stops there. For
+        steps beyond those a rule was meta-trained for, which can overshoot
+        (Meta-SGD's learned step sizes are sized for a fixed number of
+        steps). Each guarded step costs one more evaluation of ``loss``, and
+        no gradient flows through the guard's comparison, so use it for
+        adaptation without an outer graph. None guards no step.
+
     Returns
     -------
     adapted : dict of str to torch.Tensor
@@ -316,8 +327,8 @@ def inner_loop(loss, params, lr, n_steps, first_order=False, update=None):
     gradient = grad_and_value(loss)
     if not first_order:  # the outer backward will differentiate these gradients
         gradient = _unfused()(gradient)
-    state = None
-    for _ in range(n_steps):
+    state, scale = None, 1.0
+    for step in range(n_steps):
         grads, loss_value = gradient(params)
         if first_order:
             grads, loss_value = {name: g.detach() for name, g in grads.items()}, loss_value.detach()
@@ -325,8 +336,30 @@ def inner_loop(loss, params, lr, n_steps, first_order=False, update=None):
             stepped = {name: p - (lr[name] if isinstance(lr, dict) else lr) * grads[name] for name, p in params.items()}
         else:
             stepped, state = update(params, grads, loss_value, state)
+        if guard_from is not None and step >= guard_from:
+            stepped, scale = _descending(loss, params, stepped, loss_value, scale)
+            if stepped is None:
+                break
         params = {name: _laid_out_as(stepped[name], p) for name, p in params.items()}
     return params
+
+
+MAX_HALVINGS = 10
+
+
+def _descending(loss, params, stepped, current, scale):
+    """``(point, scale)``: the step from ``params`` to ``stepped``, times
+    ``scale`` and halved as often as needed (up to ``MAX_HALVINGS`` times)
+    for ``loss`` not to rise above ``current``; ``(None, scale)`` when no
+    halving gets there."""
+    with torch.no_grad():
+        for _ in range(MAX_HALVINGS + 1):
+            point = stepped if scale == 1.0 else {name: p + scale * (stepped[name] - p) for name, p in params.items()}
+            value = loss(point)
+            if bool(torch.isfinite(value) & (value <= current)):
+                return point, scale
+            scale /= 2
+    return None, scale
 
 
 def _laid_out_as(new, old):

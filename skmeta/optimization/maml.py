@@ -67,6 +67,9 @@ _DOC = """MAML {kind}: a network meta-trained to {task} after a few gradient ste
     adapt_steps : int or None, default=None
         Gradient steps in ``fit``; None means ``inner_steps``. 0 predicts
         with the meta-learned weights.
+        Steps beyond ``inner_steps``, which meta-training never took, are
+        kept only where they do not raise the support loss (halved until
+        they do not).
 
     adapt_lr : float or None, default=None
         Their step size; None means ``inner_lr``.

@@ -355,6 +355,9 @@ _DOC = """Meta-learner LSTM {kind}: a learned update rule and initialisation.
 
     adapt_steps : int or None, default=None
         Updates in ``fit``; None means ``inner_steps``.
+        Steps beyond ``inner_steps``, which meta-training never took, are
+        kept only where they do not raise the support loss (halved until
+        they do not).
 
     forget_init : float, default=0.99
         Initial forget gate (Ravi and Larochelle's bias of 4 to 6); 1

@@ -95,6 +95,9 @@ _DOC = """Meta-SGD {kind}: MAML with a meta-learned step size for every weight.
 
     adapt_steps : int or None, default=None
         Gradient steps in ``fit``; None means ``inner_steps``.
+        Steps beyond ``inner_steps``, which meta-training never took, are
+        kept only where they do not raise the support loss (halved until
+        they do not).
 
     first_order : bool, default=False
         Meta-gradient without second derivatives.

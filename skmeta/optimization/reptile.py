@@ -91,6 +91,9 @@ _DOC = """Reptile {kind}: an initialisation moved toward each task's adapted wei
 
     adapt_steps : int or None, default=None
         Gradient steps in ``fit``; None means ``inner_steps``.
+        Steps beyond ``inner_steps``, which meta-training never took, are
+        kept only where they do not raise the support loss (halved until
+        they do not).
 
     adapt_lr : float or None, default=None
         Their step size; None means ``inner_lr``.

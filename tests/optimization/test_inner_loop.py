@@ -211,3 +211,58 @@ def test_task_by_task_backward_gives_the_meta_batch_gradient(make):
     torch.testing.assert_close(loss, whole.detach(), rtol=1e-6, atol=0)
     assert accuracy == pytest.approx(whole_accuracy)
     assert float((got - expected).norm()) <= 1e-5 * float(expected.norm())
+
+
+def _quadratic(w):
+    return (w["w"] ** 2).sum()
+
+
+def test_guarded_steps_never_raise_the_loss_and_shrink_for_good():
+    start = {"w": torch.tensor([1.0])}
+    # lr 1.5 on w^2 maps w to -2w: plain steps diverge.
+    assert inner_loop(_quadratic, start, lr=1.5, n_steps=5)["w"].item() == -32.0
+    # Guarded: the first step is halved once (w -> -0.5 w, loss 0.25) and later steps keep that size.
+    guarded = [inner_loop(_quadratic, start, lr=1.5, n_steps=n, guard_from=0)["w"].item() for n in range(1, 5)]
+    assert guarded == [-0.5, 0.25, -0.125, 0.0625]
+    # Steps before guard_from are taken as they are.
+    assert inner_loop(_quadratic, start, lr=1.5, n_steps=2, guard_from=1)["w"].item() == 1.0
+
+
+def test_guard_halves_through_non_finite_losses_and_stops_on_an_ascent():
+    def walled(w):  # infinite beyond |w| = 10
+        value = (w["w"] ** 2).sum()
+        return torch.where(w["w"].abs().max() > 10, torch.tensor(float("inf")), value)
+
+    # lr 6 from 1: -11 (inf), -5 (25), -2 (4), then -0.5 (0.25) is kept.
+    assert inner_loop(walled, {"w": torch.tensor([1.0])}, lr=6.0, n_steps=1, guard_from=0)["w"].item() == -0.5
+
+    def ascend(params, grads, loss, state):
+        return {name: p + grads[name] for name, p in params.items()}, state
+
+    start = {"w": torch.tensor([1.0, -2.0])}
+    stopped = inner_loop(_quadratic, start, lr=None, n_steps=3, update=ascend, guard_from=1)
+    torch.testing.assert_close(stopped["w"], torch.tensor([3.0, -6.0]))  # the unguarded first step only
+
+
+def test_meta_sgd_does_not_diverge_beyond_its_meta_trained_steps():
+    from skmeta import MetaSGDRegressor
+    from skmeta.datasets import SinusoidTasks
+
+    tasks = list(SinusoidTasks(n_tasks=40, k_shot=10, n_query=10, random_state=0))
+    learner = MetaSGDRegressor(module__hidden_sizes=(20, 20), inner_lr=0.3, batch_size=5, max_epochs=1,
+                               verbose=0, random_state=0).meta_fit(tasks)
+    new = list(SinusoidTasks(n_tasks=5, k_shot=10, n_query=10, random_state=1))
+    for task in new:
+        losses = []
+        for steps in (1, 2, 5, 20):
+            fitted = learner.set_params(adapt_steps=steps).fit(task.X_support, task.y_support)
+            losses.append(np.mean((fitted.predict(task.X_support) - task.y_support.numpy()) ** 2))
+        assert np.all(np.isfinite(losses)) and np.all(np.diff(losses) <= 1e-6 * losses[0]), losses
+    # The same learned rates unguarded: 20 steps blow up on these tasks.
+    params = learner._meta_parameters(detach=True)
+    rates = learner._step_size(adapting=True, detach=True)
+    task = new[-1]
+    with torch.no_grad():
+        free = learner._adapted(params, task.X_support, task.y_support[:, None], 1, 20, rates, first_order=True)
+        output = learner._forward(free, task.X_support)[:, 0]
+    assert not torch.isfinite(output).all() or ((output - task.y_support) ** 2).mean() > 10 * losses[0]
