@@ -37,7 +37,9 @@ def _features(X, name, allow_nan=False):
     if torch.is_tensor(X):
         if X.is_complex():
             raise TypeError(f"{name} is complex; meta-learners take real-valued features")
-        values = X.detach().to(torch.float32)
+        values = X.detach()
+        if values.dtype != torch.float32:
+            values = values.to(torch.float32)
     else:
         array = np.asarray(X)
         if np.iscomplexobj(array):
@@ -54,8 +56,7 @@ def _features(X, name, allow_nan=False):
             f"{name} must have one row per example and at least one feature, shape (n_examples, ...); "
             f"got shape {tuple(values.shape)}"
         )
-    bad = torch.isinf(values) if allow_nan else ~torch.isfinite(values)
-    if bad.any():
+    if _has_bad_values(values, allow_nan):
         raise ValueError(
             f"{name} contains {'infinite' if allow_nan else 'NaN or infinite'} values "
             "(or values beyond float32's range, about 3.4e38)"
@@ -63,11 +64,23 @@ def _features(X, name, allow_nan=False):
     return values
 
 
+def _has_bad_values(values, allow_nan):
+    """Whether ``values`` hold an infinity (or, unless ``allow_nan``, a NaN).
+
+    On the CPU numpy's check is used: a few microseconds against torch's
+    tens for the small tensors of a task, which every task of every
+    meta-batch pays."""
+    if values.device.type == "cpu":
+        array = values.numpy()
+        return bool(np.isinf(array).any()) if allow_nan else not bool(np.isfinite(array).all())
+    return bool((torch.isinf(values) if allow_nan else ~torch.isfinite(values)).any())
+
+
 def check_labels(y, name, n_examples, numeric):
     """``y`` as a 1-D (or, for regression, 2-D) array of ``n_examples`` labels."""
     if isinstance(y, (list, tuple)):  # numpy would silently turn [0, "a"] into strings
         _check_one_label_type(y, name)
-    y = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+    y = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)  # (.cpu() is free on the CPU)
     if y.ndim == 0 or (not numeric and y.ndim != 1) or y.ndim > 2:
         raise ValueError(f"{name} must be {'1-D or 2-D' if numeric else '1-D'}, got shape {y.shape}")
     if len(y) != n_examples:
@@ -124,11 +137,12 @@ def check_task(task, numeric, allow_nan=False):
         raise ValueError(
             f"support and query features differ: {tuple(X_support.shape[1:])} vs {tuple(X_query.shape[1:])}"
         )
+    # (shape[0], not len(): a tensor's __len__ is a Python wrapper, paid per task)
     for name, X in (("support", X_support), ("query", X_query)):
-        if len(X) == 0:
+        if X.shape[0] == 0:
             raise ValueError(f"the {name} set is empty")
-    check_labels(task.y_support, "y_support", len(X_support), numeric)
-    check_labels(task.y_query, "y_query", len(X_query), numeric)
+    check_labels(task.y_support, "y_support", X_support.shape[0], numeric)
+    check_labels(task.y_query, "y_query", X_query.shape[0], numeric)
     return X_support, X_query
 
 
