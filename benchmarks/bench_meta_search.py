@@ -8,19 +8,30 @@ fold meta-fits on 28 datasets and tests on the 7 others. Every dataset is split
 once into a training part (up to 100 rows, or 10 rows per class in the few-shot
 setting) and a test part (up to 500 of the other rows); every method fits on
 the training part, with 3-fold cross-validation inside, and is scored on the
-test part. Meta-training uses the training parts of the other datasets, so a
-dataset's pool evaluations are computed once and cached (``memory=``) for the
-four folds that meta-train on it.
+test part. Meta-training sees the other datasets whole and evaluates the pool
+on 5 splits of each shaped like the test setting (``meta_cv``: a training part
+of that size, a test part of up to 500 other rows), so that experience measures
+generalisation from a small training set; a variant meta-fits on the other
+datasets' training parts only, with the same 3-fold cross-validation as the
+searches. A dataset's pool evaluations are computed once and cached
+(``memory=``) for the four folds that meta-train on it.
 
-    python benchmarks/bench_meta_search.py            # about 15 minutes of one CPU thread
+    python benchmarks/bench_meta_search.py            # about 25 minutes of one CPU thread
     python benchmarks/bench_meta_search.py --quick    # 10 datasets, a smoke run
 
-Writes docs/benchmarks/meta_search.md (full mode only; --quick prints it).
+    # the same on two cores: one process per group of estimators, then the report
+    python benchmarks/bench_meta_search.py --estimator "gradient boosting" --json /tmp/a.json &
+    python benchmarks/bench_meta_search.py --estimator "random forest" --estimator "SVC pipeline" --json /tmp/b.json
+    wait; python benchmarks/bench_meta_search.py --merge /tmp/a.json /tmp/b.json
+
+Writes docs/benchmarks/meta_search.md (full mode and --merge; --quick prints it).
 """
 
 import argparse
+import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -46,6 +57,8 @@ from skmeta.model_selection import MetaSearchCV  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CV = 3
+META_SPLITS = 5
+RANDOM_DRAWS = 5
 N_CANDIDATES = 8
 N_NEIGHBORS = 10
 MAX_TRAIN, MAX_TEST, FEW_SHOT = 100, 500, 10
@@ -69,7 +82,8 @@ ESTIMATORS = {
     ),
 }
 SETTINGS = {f"up to {MAX_TRAIN} rows": "rows", f"{FEW_SHOT} rows per class": "few-shot"}
-METHODS = ("defaults", "RandomizedSearchCV (8)", "MetaSearchCV (8)", f"MetaSearchCV (8), {N_NEIGHBORS} nearest",
+METHODS = ("defaults", "RandomizedSearchCV (8)", "MetaSearchCV (8)", "MetaSearchCV (8), selection='cv'",
+           f"MetaSearchCV (8), {N_NEIGHBORS} nearest", "MetaSearchCV (8), meta-fit on training parts",
            "grid over the pool (ceiling)")
 
 
@@ -90,17 +104,59 @@ def split(X, y, setting, seed):
     return X[train], y[train], X[rest], y[rest]
 
 
-def run(names, data, log, cache):
+class RandomizedDraws:
+    """RandomizedSearchCV's expected accuracy on a dataset: the mean test
+    score of RANDOM_DRAWS searches with different random states (one draw of 8
+    configurations is a lottery: on a single dataset it can be 20 points from
+    another draw's result)."""
+
+    def __init__(self, estimator, grid, random_state, **params):
+        self.searches = [RandomizedSearchCV(estimator, grid, random_state=RANDOM_DRAWS * random_state + i, **params)
+                         for i in range(RANDOM_DRAWS)]
+
+    def fit(self, X, y):
+        for search in self.searches:
+            search.fit(X, y)
+        return self
+
+    def score(self, X, y):
+        return float(np.mean([search.score(X, y) for search in self.searches]))
+
+
+class TrainingParts:
+    """``meta_cv`` of the benchmark: splits of a whole meta-training dataset
+    shaped like the setting's (training part, test part), drawn as ``split``
+    draws the test datasets' one, with seeds of their own."""
+
+    def __init__(self, setting, n_splits=META_SPLITS):
+        self.setting, self.n_splits = setting, n_splits
+
+    def split(self, X, y, groups=None):
+        index = np.arange(len(y))
+        for seed in range(self.n_splits):
+            parts = split(index, np.asarray(y), self.setting, seed=1000 + seed)
+            yield parts[0], parts[2]
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return self.n_splits
+
+
+def run(names, data, log, cache, estimators):
     """{(estimator, setting, method): {dataset: accuracy}}, CPU seconds per
     (estimator, setting, method), and the portfolio regret per (estimator, setting)."""
     acc, cpu, regret = {}, {}, {}
     rotation = folds(names, N_FOLDS)
     for setting_name, setting in SETTINGS.items():
         parts = {name: split(*data[name], setting, seed=i) for i, name in enumerate(names)}
-        for est_name, (estimator, grid) in ESTIMATORS.items():
+        for est_name in estimators:
+            estimator, grid = ESTIMATORS[est_name]
             key = (est_name, setting_name)
-            memory = Memory(Path(cache) / f"{est_name}-{setting}", verbose=0)
-            search = MetaSearchCV(estimator, grid, n_candidates=N_CANDIDATES, cv=CV, memory=memory, n_jobs=1)
+            # Two caches: the pool on the whole datasets' setting-shaped splits
+            # (meta_cv), and on their training parts with the searches' own cv.
+            search = MetaSearchCV(estimator, grid, n_candidates=N_CANDIDATES, cv=CV, meta_cv=TrainingParts(setting),
+                                  memory=Memory(Path(cache) / f"{est_name}-{setting}-whole", verbose=0), n_jobs=1)
+            on_parts = clone(search).set_params(
+                meta_cv=None, memory=Memory(Path(cache) / f"{est_name}-{setting}-parts", verbose=0))
 
             def timed(method, fit):
                 start = time.process_time()
@@ -110,6 +166,8 @@ def run(names, data, log, cache):
 
             for test_names in rotation:
                 meta = timed("meta_fit", lambda: clone(search).meta_fit(
+                    {n: data[n] for n in names if n not in test_names}))
+                meta_parts = timed("meta_fit", lambda: clone(on_parts).meta_fit(
                     {n: parts[n][:2] for n in names if n not in test_names}))
                 regret.setdefault(key, []).append(meta.meta_regret_[-1])
                 for name in test_names:
@@ -117,21 +175,23 @@ def run(names, data, log, cache):
                     seed = names.index(name)
                     fits = {
                         "defaults": lambda: clone(estimator),
-                        "RandomizedSearchCV (8)": lambda: RandomizedSearchCV(
+                        "RandomizedSearchCV (8)": lambda: RandomizedDraws(
                             estimator, grid, n_iter=N_CANDIDATES, cv=CV, random_state=seed),
                         "MetaSearchCV (8)": lambda: clone(meta),
+                        "MetaSearchCV (8), selection='cv'": lambda: clone(meta).set_params(selection="cv"),
                         f"MetaSearchCV (8), {N_NEIGHBORS} nearest": lambda: clone(meta).set_params(
                             n_neighbors=N_NEIGHBORS),
+                        "MetaSearchCV (8), meta-fit on training parts": lambda: clone(meta_parts),
                     }
                     for method, make in fits.items():
                         acc.setdefault((*key, method), {})[name] = timed(
                             method, lambda: make().fit(X_train, y_train).score(X_test, y_test))
             # The ceiling: a grid search over the whole pool on each dataset's
-            # training part. Its cross-validation is exactly meta_fit's
-            # evaluation of that dataset (same splits, same scorer), cached
-            # above, so it is read back; the first dataset checks that a real
-            # GridSearchCV picks the same configuration.
-            full = timed("meta_fit", lambda: clone(search).meta_fit({n: parts[n][:2] for n in names}))
+            # training part. Its cross-validation is exactly the training-part
+            # meta_fit's evaluation of that dataset (same splits, same scorer),
+            # cached above, so it is read back; the first dataset checks that a
+            # real GridSearchCV picks the same configuration.
+            full = timed("meta_fit", lambda: clone(on_parts).meta_fit({n: parts[n][:2] for n in names}))
             for row, name in enumerate(names):
                 X_train, y_train, X_test, y_test = parts[name]
                 best = full.meta_pool_[int(np.argmax(full.meta_scores_[row]))]
@@ -140,6 +200,7 @@ def run(names, data, log, cache):
                     assert check.best_params_ == best, (check.best_params_, best)
                 acc.setdefault((*key, METHODS[-1]), {})[name] = timed(
                     METHODS[-1], lambda: clone(estimator).set_params(**best).fit(X_train, y_train).score(X_test, y_test))
+            cpu[(*key, METHODS[1])] /= RANDOM_DRAWS  # one search's time, as the other columns
             means = {m: 100 * np.mean(list(acc[(*key, m)].values())) for m in METHODS}
             log(f"{est_name}, {setting_name}: " + ", ".join(f"{m} {v:.2f}" for m, v in means.items()))
     return acc, cpu, regret
@@ -152,19 +213,19 @@ def paired(acc, key, a, b):
     return d.mean(), half
 
 
-def report(args, names, acc, cpu, regret, seconds, cpu_seconds):
+def report(commands, names, acc, cpu, regret, seconds, cpu_seconds):
     meta, ceiling = "MetaSearchCV (8)", METHODS[-1]
     lines = [
         "# Learned hyper-parameters: MetaSearchCV on unseen datasets",
         "",
-        "Command:",
+        "Command" + ("s (side by side, one per core, then the report):" if len(commands) > 1 else ":"),
         "",
         "```",
-        " ".join(["python benchmarks/bench_meta_search.py", *sys.argv[1:]]),
+        *commands,
         "```",
         "",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), shared with "
-        f"other jobs; scikit-learn {sklearn.__version__}, 1 thread, `n_jobs=1`, no GPU. "
+        f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}); "
+        f"scikit-learn {sklearn.__version__}, 1 thread per process, `n_jobs=1`, no GPU. "
         f"Date: {time.strftime('%Y-%m-%d')}. Whole run: {cpu_seconds / 60:.1f} minutes of CPU, "
         f"{seconds / 60:.1f} minutes of wall-clock time.",
         "",
@@ -174,20 +235,31 @@ def report(args, names, acc, cpu, regret, seconds, cpu_seconds):
         f"Each dataset is split once (stratified, seeded by its index) into a training part, "
         f"up to {MAX_TRAIN} rows or {FEW_SHOT} rows per class, and a test part of up to {MAX_TEST} "
         f"other rows. Every method fits on the training part ({CV}-fold cross-validation inside "
-        "the searches, accuracy) and is scored on the test part. Meta-training evaluates the pool "
-        "on the training parts of the meta-training datasets, in the same setting.",
+        "the searches, accuracy) and is scored on the test part. Meta-training sees the other "
+        f"datasets whole and evaluates the pool on {META_SPLITS} splits of each shaped like the "
+        "setting (`meta_cv`: a training part of that size and up to "
+        f"{MAX_TEST} other rows to test on, drawn like the test datasets' split with other seeds), so "
+        "that experience measures how a configuration generalises from a training set of that size.",
         "",
         "Methods, each a 'fit' on the new dataset's training part:",
         "",
         "- (a) defaults: the estimator as below, scikit-learn's defaults for the searched parameters;",
         f"- (b) `RandomizedSearchCV(n_iter={N_CANDIDATES})` over the pool's grid: "
-        f"{N_CANDIDATES} x {CV} fits and a refit, like MetaSearchCV;",
+        f"{N_CANDIDATES} x {CV} fits and a refit, like MetaSearchCV; its accuracy on a dataset is "
+        f"the mean over {RANDOM_DRAWS} random states (its expected accuracy: one draw is a lottery), "
+        "its CPU time that of one search;",
         f"- `MetaSearchCV(n_candidates={N_CANDIDATES})`: the greedy portfolio of the meta-training "
-        f"datasets; with `n_neighbors={N_NEIGHBORS}`, the portfolio of the {N_NEIGHBORS} nearest "
-        "of them in meta-feature space;",
+        "datasets, the winner chosen by its posterior score (`selection='posterior'`, the default: "
+        "the new dataset's cross-validation shrunk towards the meta-training scores); "
+        "`selection='cv'`: the winner by cross-validation alone, as a grid search would choose; "
+        f"`n_neighbors={N_NEIGHBORS}`: the portfolio of the {N_NEIGHBORS} nearest meta-training "
+        "datasets in meta-feature space; 'meta-fit on training parts': meta-fitted on the other "
+        f"datasets' training parts only, with the searches' {CV}-fold cross-validation (no `meta_cv`), "
+        "what a user whose earlier datasets are all small would have;",
         "- (c) the ceiling: a grid search over the whole pool. Its cross-validation is the one "
-        "meta_fit ran on that dataset (same splits, same scorer; read from the cache); the run "
-        "checks on the first dataset of each table row that `GridSearchCV` picks the same configuration.",
+        "the training-part meta_fit ran on that dataset (same splits, same scorer; read from the "
+        "cache); the run checks on the first dataset of each table row that `GridSearchCV` picks "
+        "the same configuration.",
         "",
         "Estimators and pools (every pool holds the default configuration):",
         "",
@@ -206,15 +278,16 @@ def report(args, names, acc, cpu, regret, seconds, cpu_seconds):
     for key in keys:
         cells = [f"{100 * np.mean(list(acc[(*key, m)].values())):.2f}" for m in METHODS]
         lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    others = [m for m in METHODS if m != meta]
     lines += [
         "",
-        "MetaSearchCV (8 candidates, all meta-training datasets) minus each other method, paired "
-        "over datasets, in points with a 95% confidence interval (t over datasets). Targets: "
-        "within 1 point of the ceiling, ahead of (a) and (b):",
+        "MetaSearchCV (8 candidates, all meta-training datasets, posterior selection) minus each "
+        "other method, paired over datasets, in points with a 95% confidence interval (t over "
+        "datasets). Targets: within 1 point of the ceiling, ahead of (a) and (b):",
         "",
-        "| estimator | training set | - defaults | - RandomizedSearchCV | - nearest variant | - ceiling | "
-        "targets | portfolio regret on meta-training datasets (points) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| estimator | training set | " + " | ".join(f"- {m}" for m in others)
+        + " | targets | portfolio regret on meta-training datasets (points) |",
+        "| --- | --- |" + " --- |" * (len(others) + 2),
     ]
     for key in keys:
         diffs = {m: paired(acc, key, meta, m) for m in METHODS if m != meta}
@@ -224,7 +297,7 @@ def report(args, names, acc, cpu, regret, seconds, cpu_seconds):
         verdict.append("ceiling: met" if vs_ceiling >= -1 else f"ceiling: missed by {-1 - vs_ceiling:.2f}")
         verdict.append("(a): met" if vs_default > 0 else f"(a): missed by {-vs_default:.2f}")
         verdict.append("(b): met" if vs_random > 0 else f"(b): missed by {-vs_random:.2f}")
-        cells = [f"{d:+.2f} +- {h:.2f}" for d, h in (diffs[m] for m in METHODS if m != meta)]
+        cells = [f"{d:+.2f} +- {h:.2f}" for d, h in (diffs[m] for m in others)]
         lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + f" | {'; '.join(verdict)} | "
                      f"{100 * np.mean(regret[key]):.2f} |")
     lines += [
@@ -247,13 +320,54 @@ def report(args, names, acc, cpu, regret, seconds, cpu_seconds):
     return lines
 
 
+def save(path, names, acc, cpu, regret, seconds, cpu_seconds):
+    """The raw results of one process, for --merge."""
+    flat = lambda table: [[*key, value] for key, value in table.items()]  # noqa: E731
+    Path(path).write_text(json.dumps({
+        "command": shlex.join(["python", "benchmarks/bench_meta_search.py", *sys.argv[1:]]),
+        "names": names, "acc": flat(acc), "cpu": flat(cpu), "regret": flat(regret),
+        "seconds": seconds, "cpu_seconds": cpu_seconds,
+    }))
+
+
+def load(paths):
+    """Results of several processes as one, for the report."""
+    acc, cpu, regret, commands, seconds, cpu_seconds, names = {}, {}, {}, [], 0.0, 0.0, None
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        if names is not None and part["names"] != names:
+            raise ValueError(f"{path} ran other datasets than the first file")
+        names = part["names"]
+        for table, rows in ((acc, part["acc"]), (cpu, part["cpu"]), (regret, part["regret"])):
+            table.update({tuple(row[:-1]): row[-1] for row in rows})
+        commands.append(part["command"])
+        seconds, cpu_seconds = max(seconds, part["seconds"]), cpu_seconds + part["cpu_seconds"]
+    missing = [e for e in ESTIMATORS for s in SETTINGS if (e, s) not in regret]
+    if missing:
+        raise ValueError(f"no results for {sorted(set(missing))}; run those estimators too")
+    return names, acc, cpu, regret, commands, seconds, cpu_seconds
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", default=str(ROOT.parent / "shared" / "data"),
                         help="folder holding tabular/ (the shared KEEL/UCI collection)")
     parser.add_argument("--quick", action="store_true", help="10 datasets, output printed only")
+    parser.add_argument("--estimator", action="append", choices=list(ESTIMATORS),
+                        help="run only this estimator (repeatable); with --json, for --merge")
+    parser.add_argument("--json", help="save the raw results here instead of writing the page")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="write the page from saved results")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "meta_search.md"))
     args = parser.parse_args(argv)
+    if args.merge:
+        names, acc, cpu, regret, commands, seconds, cpu_seconds = load(args.merge)
+        commands = [*commands, shlex.join(["python", "benchmarks/bench_meta_search.py", *sys.argv[1:]])]
+        Path(args.output).write_text("\n".join(report(commands, names, acc, cpu, regret, seconds, cpu_seconds)) + "\n")
+        print(f"wrote {args.output}")
+        return
+    estimators = args.estimator or list(ESTIMATORS)
+    if set(estimators) != set(ESTIMATORS) and not args.json:
+        parser.error("--estimator runs part of the benchmark: save it with --json and write the page with --merge")
     start, cpu_start = time.perf_counter(), time.process_time()
     names = sorted(list_tabular_datasets(data_home=args.data_home)["name"])
     if args.quick:
@@ -264,9 +378,14 @@ def main(argv=None):
         print(f"[{time.perf_counter() - start:6.0f} s] {line}", flush=True)
 
     with threadpool_limits(1), tempfile.TemporaryDirectory() as cache:
-        acc, cpu, regret = run(names, data, log, cache)
-    lines = report(args, names, acc, cpu, regret, time.perf_counter() - start, time.process_time() - cpu_start)
-    text = "\n".join(lines) + "\n"
+        acc, cpu, regret = run(names, data, log, cache, estimators)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if args.json:
+        save(args.json, names, acc, cpu, regret, seconds, cpu_seconds)
+        log(f"wrote {args.json}")
+        return
+    commands = [shlex.join(["python", "benchmarks/bench_meta_search.py", *sys.argv[1:]])]
+    text = "\n".join(report(commands, names, acc, cpu, regret, seconds, cpu_seconds)) + "\n"
     if args.quick:
         print(text)
     else:
