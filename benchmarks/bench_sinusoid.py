@@ -126,14 +126,18 @@ def main(argv=None):
     for name, k_shot, iterations, seconds, one, ten in rows:
         lines.append(f"| {name} | {k_shot} | {iterations} | {seconds:.0f} | {one[0]} | {ten[0]} | "
                      f"{PUBLISHED[name][k_shot]:.2f} |")
-    targets = {("MAML", 10): 0.85, ("Meta-SGD", 10): 0.53}
-    lines += ["", "Targets of the issue (10-shot, one step, meta-trained in at most 2 minutes on CPU):", ""]
+    # The first family issue's targets, then the tighter ones of the accuracy issue.
+    targets = {("MAML", 10): (0.85, 0.40), ("Meta-SGD", 10): (0.53, 0.25)}
+    lines += ["", "Targets (10-shot, one step, meta-trained in at most 2 minutes on CPU; first the "
+              "family's, then the accuracy issue's):", ""]
     for name, k_shot, _, seconds, one, _ in rows:
-        if (name, k_shot) in targets:
-            target = targets[name, k_shot]
+        for target in targets.get((name, k_shot), ()):
             met = len(one) == 2 and one[1] <= target and seconds <= 125  # one meta-batch past the budget
             lines.append(f"- {name} {k_shot}-shot MSE <= {target}: {one[0]} after {seconds:.0f} s of "
                          f"meta-training, {'met' if met else 'not met'}.")
+    diverged = [f"{name} {k_shot}-shot" for name, k_shot, *_, ten in rows if len(ten) == 1]
+    lines.append("- No divergence after 10 steps (steps beyond the meta-trained one are guarded: "
+                 "docs/optimization.md): " + (f"not met ({', '.join(diverged)})" if diverged else "met, every row finite") + ".")
     lines.append("")
     if args.quick:
         print("\n".join(lines))
