@@ -159,10 +159,10 @@ def main(argv=None):
         "Command:",
         "",
         "```",
-        "nice -n 10 python benchmarks/bench_meta_lstm.py",
+        "taskset -c 1 python benchmarks/bench_meta_lstm.py",
         "```",
         "",
-        f"Machine: {os.cpu_count()} CPU cores ({cpu}), shared with other jobs, torch {torch.__version__}, "
+        f"Machine: {os.cpu_count()} CPU cores ({cpu}), run pinned to one of them, torch {torch.__version__}, "
         f"{args.threads} thread(s), no GPU. Date: {time.strftime('%Y-%m-%d')}.",
         "",
         "| method | inner steps | meta-updates | meta-training (s) | MSE, inner steps | MSE, 10 steps |",
