@@ -290,7 +290,7 @@ scorer_, n_splits_, refit_time_, multimetric_ :
     -----
     A clone keeps what ``meta_fit`` learned (the ``meta_*`` attributes and
     ``portfolio_``) and forgets the last ``fit``, so ``cross_val_score`` and
-    nested searches evaluate the meta-learned portfolio. `n_candidates` and
+    nested searches evaluate the meta-learned portfolio. `n_candidates`,
     `n_neighbors`, `selection` and `cv` are read by ``fit`` and may be
     changed after ``meta_fit``.
 
@@ -298,10 +298,10 @@ scorer_, n_splits_, refit_time_, multimetric_ :
     mean of the candidates has a prior from the meta-training datasets (its
     mean there, and their spread) and a measurement from the new dataset's
     folds (their mean, and the spread of the folds divided by their number);
-    the candidate with the highest posterior mean wins. ``cv_results_`` holds those means as
-    ``posterior_test_score`` and the weight given to the new dataset's
-    cross-validation as ``posterior_weight``; ``best_score_`` stays the
-    winner's mean cross-validated score.
+    the candidate with the highest posterior mean wins. ``cv_results_``
+    holds those means as ``posterior_test_score`` and the weight given to
+    the new dataset's cross-validation as ``posterior_weight``;
+    ``best_score_`` stays the winner's mean cross-validated score.
     A search that was never meta-fitted tries `n_candidates` random
     configurations and warns.
 
