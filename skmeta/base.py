@@ -46,7 +46,7 @@ from skorch.callbacks import (
 from .tasks._episodes import Task
 from .tasks._intake import EncodedTask, TaskDataset, TaskLoader, check_labels, check_task, peek_tasks
 from .tasks._stream import TaskStream
-from .utils._torch import SeededRNG, as_tensor, owned_modules, set_training, torch_dtype
+from .utils._torch import SeededRNG, as_tensor, has_non_finite, owned_modules, set_training, torch_dtype
 
 __all__ = [
     "MetaLearner",
@@ -639,7 +639,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     def _network_input(self, X):
         """Validated rows as the network's input tensor, in the shape it was built for."""
         X = as_tensor(X, self.device, self._dtype)
-        if (torch.isinf(X) if self._allow_nan else ~torch.isfinite(X)).any():
+        if has_non_finite(X, self._allow_nan):
             raise ValueError(f"X has values beyond the range of {self.precision} arithmetic (about 3.4e38)")
         shape = getattr(self, "meta_input_shape_", None) or self.task_input_shape_
         return X.reshape(len(X), *shape) if X.dim() == 2 and len(shape) > 1 else X

@@ -113,3 +113,16 @@ def test_rotate_classes_rejects_non_square_and_odd_angles():
         rotate_classes((45,))
     with pytest.raises(ValueError, match="cannot view 10 features"):
         rotate_classes()(torch.zeros(2, 10), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_non_finite_check_agrees_with_torch_for_every_float_type(dtype):
+    from skmeta.utils._torch import has_non_finite
+
+    for bad, allow_nan, expected in [(None, False, False), (float("nan"), False, True), (float("nan"), True, False),
+                                     (float("inf"), True, True), (-float("inf"), False, True)]:
+        values = torch.ones(3, 4, dtype=dtype)
+        if bad is not None:
+            values[1, 2] = bad
+        assert has_non_finite(values, allow_nan) is expected
+        assert has_non_finite(values.t(), allow_nan) is expected  # not contiguous

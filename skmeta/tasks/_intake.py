@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from ..utils._torch import has_non_finite
 from ._episodes import Task
 
 __all__ = ["EncodedTask", "TaskDataset", "TaskLoader", "check_task", "check_labels", "peek_tasks"]
@@ -56,24 +57,12 @@ def _features(X, name, allow_nan=False):
             f"{name} must have one row per example and at least one feature, shape (n_examples, ...); "
             f"got shape {tuple(values.shape)}"
         )
-    if _has_bad_values(values, allow_nan):
+    if has_non_finite(values, allow_nan):
         raise ValueError(
             f"{name} contains {'infinite' if allow_nan else 'NaN or infinite'} values "
             "(or values beyond float32's range, about 3.4e38)"
         )
     return values
-
-
-def _has_bad_values(values, allow_nan):
-    """Whether ``values`` hold an infinity (or, unless ``allow_nan``, a NaN).
-
-    On the CPU numpy's check is used: a few microseconds against torch's
-    tens for the small tensors of a task, which every task of every
-    meta-batch pays."""
-    if values.device.type == "cpu":
-        array = values.numpy()
-        return bool(np.isinf(array).any()) if allow_nan else not bool(np.isfinite(array).all())
-    return bool((torch.isinf(values) if allow_nan else ~torch.isfinite(values)).any())
 
 
 def check_labels(y, name, n_examples, numeric):
