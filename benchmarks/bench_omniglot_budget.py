@@ -30,6 +30,7 @@ beside the recipe's run at the same budget, and never in the main table.
 import argparse
 import ast
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -126,7 +127,7 @@ def run_one(learner_name, minutes, overrides, args):
     within = data.alphabet[test] == WITHIN_ALPHABET
 
     schedule = {key: overrides[key] for key in SCHEDULE_KEYS if key in overrides}
-    params = {key: value for key, value in overrides.items() if key not in SCHEDULE_KEYS}
+    params = {key: _resolve(value) for key, value in overrides.items() if key not in SCHEDULE_KEYS}
     learner, episode = budget_learner(learner_name, 60 * minutes, module=Conv4, n_way=5, k_shot=1, n_query=15,
                                       precision=precision, verbose=0, random_state=args.seed, **params)
     budget = dict(learner.callbacks)["budget"]
@@ -484,6 +485,15 @@ def plot(results, path):
 
 
 # ----------------------------------------------------------------------
+
+
+def _resolve(value):
+    """A class named by its dotted path (``criterion=torch.nn.CrossEntropyLoss``),
+    or the value itself: overrides stay strings in the results file."""
+    if isinstance(value, str) and value.startswith(("torch.", "skmeta.")) and "." in value:
+        module, _, name = value.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+    return value
 
 
 def _override(text):

@@ -77,7 +77,10 @@ class RelationNetworkClassifier(MetricMetaLearner):
         is an initialisation template that ``meta_fit`` copies.
 
     criterion : torch criterion class, default=torch.nn.MSELoss
-        Loss of the relation scores against the one-hot query labels.
+        Loss of the relation scores against the one-hot query labels (the
+        paper's mean squared error). With ``torch.nn.CrossEntropyLoss``
+        (or a subclass), the loss is instead the softmax cross-entropy of
+        the query labels over the log relation scores of the classes.
 
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device
         Meta-training, as in :class:`skorch.NeuralNet`; ``batch_size`` is
@@ -206,5 +209,9 @@ class RelationNetworkClassifier(MetricMetaLearner):
         return F.logsigmoid(scores)
 
     def _episode_loss(self, task, z_support, z_query, logits, training):
+        if isinstance(self.criterion_, torch.nn.CrossEntropyLoss):
+            # Softmax cross-entropy over the classes' log relation scores:
+            # every class competes for the query, whatever the number of ways.
+            return self.get_loss(logits, task.y_query, training=training)
         one_hot = F.one_hot(task.y_query, task.n_way).to(logits.dtype)
         return self.get_loss(logits.exp(), one_hot, training=training)

@@ -7,8 +7,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from conftest import subspace_tasks
-from skmeta import RelationNetworkClassifier
+from conftest import make_subspace_classes, subspace_tasks
+from skmeta import EpisodeSampler, RelationNetworkClassifier
 from skmeta.base import NotMetaFittedWarning
 from skmeta.metric.relation import RelationModule
 from skmeta.model_selection import EpisodicSplit
@@ -103,3 +103,19 @@ def test_a_relation_module_of_the_wrong_size_raises_a_clear_error(relation, mess
     learner = RelationNetworkClassifier(**dict(LEARNER, max_epochs=1), relation=relation)
     with pytest.raises(ValueError, match=message):
         learner.meta_fit(TASKS[:2])
+
+
+def test_cross_entropy_trains_at_many_ways_where_the_papers_mse_stalls():
+    # With one matching class in 20, regressing relation scores on one-hot
+    # labels is dominated by the 19 zeros; a softmax over the classes' log
+    # relation scores makes every class compete for the query.
+    X, y = make_subspace_classes()
+    train = y < 40
+    tasks = list(EpisodeSampler(X[train], y[train], n_way=20, k_shot=1, n_query=2, n_tasks=60, random_state=0))
+    cv = EpisodicSplit(n_way=10, k_shot=1, n_query=5, n_episodes=20, random_state=0)
+    accuracy = {}
+    for criterion in (torch.nn.MSELoss, torch.nn.CrossEntropyLoss):
+        learner = RelationNetworkClassifier(criterion=criterion, **LEARNER).meta_fit(tasks)
+        accuracy[criterion.__name__] = cross_val_score(learner, X[~train], y[~train], cv=cv).mean()
+    assert accuracy["CrossEntropyLoss"] > 0.7, accuracy
+    assert accuracy["CrossEntropyLoss"] > accuracy["MSELoss"] + 0.2, accuracy
