@@ -24,6 +24,8 @@ _ACTIVATIONS = (
     np.abs,
     lambda z: z,
     lambda z: z * z - 1.0,
+    # A step: axis-aligned, tree-like structure (rules on thresholds).
+    lambda z: (z > 0).astype(z.dtype),
 )
 
 
@@ -39,9 +41,12 @@ class PriorTasks(TaskStream):
     (sparse weights, a random activation per layer, Gaussian noise at
     every node); features and targets are nodes of that graph, so a
     feature can be a cause of the label, an effect of it, or unrelated.
-    The label is a random function of the graph, turned into classes by
-    thresholds at random quantiles of one node (``"threshold"``) or by the
-    argmax over ``n_way`` nodes (``"argmax"``), with label noise.
+    The label is a random function of the graph, turned into classes in
+    one of three ways: thresholds at random quantiles of one node, the
+    argmax over ``n_way`` nodes, or (with probability ``local_rate``) the
+    nearest of several prototype rows in a few features' nodes, each prototype
+    carrying a class, so that a class can be several separate regions
+    (where neighbours beat any smooth rule); then label noise.
     Features are then made to look like real tables: some are discretised
     into 2 to 8 levels coded in random order (categorical-like), some are
     skewed (``exp``), some are constant, every one gets a random scale
@@ -84,6 +89,11 @@ class PriorTasks(TaskStream):
         cell of a random half of the features is missing with a
         probability drawn uniformly in [0, 0.3].
 
+    local_rate : float, default=0.3
+        Probability that a task's classes are nearest-prototype regions:
+        ``n_way`` to ``4 * n_way`` prototype rows, each of a class (every
+        class has one), in 1 to 8 of the nodes that the features observe.
+
     random_state : int, RandomState instance or None, default=None
         Seeds the task stream.
 
@@ -107,14 +117,14 @@ class PriorTasks(TaskStream):
     """
 
     def __init__(self, n_tasks=None, n_way=(2, 10), k_shot=(1, 10), n_query=(5, 15), max_features=100,
-                 categorical_rate=0.25, constant_rate=0.03, missing_rate=0.2, random_state=None):
+                 categorical_rate=0.25, constant_rate=0.03, missing_rate=0.2, local_rate=0.3, random_state=None):
         self._n_way = _bounds("n_way", n_way, 2)
         self._k_shot = _bounds("k_shot", k_shot, 1)
         self._n_query = _bounds("n_query", n_query, 1)
         if not isinstance(max_features, numbers.Integral) or isinstance(max_features, bool) or max_features < 1:
             raise ValueError(f"max_features must be an integer >= 1, got {max_features!r}")
         for name, value in (("categorical_rate", categorical_rate), ("constant_rate", constant_rate),
-                            ("missing_rate", missing_rate)):
+                            ("missing_rate", missing_rate), ("local_rate", local_rate)):
             if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
         if n_tasks is not None and (not isinstance(n_tasks, numbers.Integral) or n_tasks < 1):
@@ -122,6 +132,7 @@ class PriorTasks(TaskStream):
         self.n_tasks, self.n_way, self.k_shot, self.n_query = n_tasks, n_way, k_shot, n_query
         self.max_features = int(max_features)
         self.categorical_rate, self.constant_rate, self.missing_rate = categorical_rate, constant_rate, missing_rate
+        self.local_rate = local_rate
         self.random_state = random_state
         self._generator = None
 
@@ -141,7 +152,8 @@ class PriorTasks(TaskStream):
                                  1, self.max_features))
         while True:
             nodes = self._graph(rng, 2 * n_way * (k_shot + n_query), n_features + n_way)
-            X, y = self._features(rng, nodes, n_features), self._labels(rng, nodes, n_way)
+            picked = rng.choice(nodes.shape[1], n_features, replace=False)
+            X, y = self._features(rng, nodes[:, picked]), self._labels(rng, nodes, n_way, picked)
             classes, counts = np.unique(y, return_counts=True)
             kept = classes[counts >= k_shot + n_query]
             if len(kept) >= 2:
@@ -177,8 +189,8 @@ class PriorTasks(TaskStream):
             layers.append(Z)
         return np.concatenate(layers, 1)
 
-    def _features(self, rng, nodes, n_features):
-        X = nodes[:, rng.choice(nodes.shape[1], n_features, replace=False)]
+    def _features(self, rng, X):
+        n_features = X.shape[1]
         X = X + np.exp(rng.uniform(np.log(0.01), np.log(0.3))) * rng.randn(*X.shape)
         skewed = rng.rand(n_features) < 0.15
         X[:, skewed] = np.exp(np.clip(X[:, skewed], -5, 5))
@@ -196,8 +208,16 @@ class PriorTasks(TaskStream):
             X[:, affected] = np.where(rng.rand(len(X), affected.sum()) < rng.uniform(0, 0.3), np.nan, X[:, affected])
         return X.astype(np.float32)
 
-    @staticmethod
-    def _labels(rng, nodes, n_way):
+    def _labels(self, rng, nodes, n_way, features):
+        if rng.rand() < self.local_rate:
+            # Nearest prototype in a few of the features' nodes: classes as
+            # unions of regions of the feature space.
+            space = nodes[:, rng.choice(features, min(rng.randint(1, 9), len(features)), replace=False)]
+            n_prototypes = rng.randint(n_way, 4 * n_way + 1)
+            prototypes = space[rng.choice(len(space), n_prototypes, replace=False)]
+            owner = rng.permutation(np.concatenate([np.arange(n_way), rng.randint(n_way, size=n_prototypes - n_way)]))
+            noisy = space + rng.uniform(0, 0.3) * rng.randn(*space.shape)
+            return owner[((noisy[:, None, :] - prototypes[None]) ** 2).sum(-1).argmin(1)]
         if rng.rand() < 0.5:
             # Thresholds at random quantiles of one node: ordered classes of
             # random sizes.
@@ -211,7 +231,8 @@ class PriorTasks(TaskStream):
 
 
 def make_prior_tasks(n_tasks=None, *, n_way=(2, 10), k_shot=(1, 10), n_query=(5, 15), max_features=100,
-                     categorical_rate=0.25, constant_rate=0.03, missing_rate=0.2, random_state=None):
+                     categorical_rate=0.25, constant_rate=0.03, missing_rate=0.2, local_rate=0.3,
+                     random_state=None):
     """Classification tasks from a random causal-model prior, as a task collection.
 
     The collection of :class:`PriorTasks` (see there for the prior): pass
@@ -223,7 +244,7 @@ def make_prior_tasks(n_tasks=None, *, n_way=(2, 10), k_shot=(1, 10), n_query=(5,
     n_tasks : int or None, default=None
         Tasks per pass; None is endless.
 
-    n_way, k_shot, n_query, max_features, categorical_rate, constant_rate, missing_rate
+    n_way, k_shot, n_query, max_features, categorical_rate, constant_rate, missing_rate, local_rate
         As in :class:`PriorTasks`.
 
     random_state : int, RandomState instance or None, default=None
@@ -248,4 +269,4 @@ def make_prior_tasks(n_tasks=None, *, n_way=(2, 10), k_shot=(1, 10), n_query=(5,
     """
     return PriorTasks(n_tasks=n_tasks, n_way=n_way, k_shot=k_shot, n_query=n_query, max_features=max_features,
                       categorical_rate=categorical_rate, constant_rate=constant_rate,
-                      missing_rate=missing_rate, random_state=random_state)
+                      missing_rate=missing_rate, local_rate=local_rate, random_state=random_state)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from skmeta.datasets import PriorTasks, make_prior_tasks
@@ -78,6 +79,29 @@ def test_labels_depend_on_the_features():
     assert np.mean(accuracy) > np.mean(chance) + 0.05
 
 
+def _one_nn_minus_logistic(tasks):
+    gaps = []
+    for task in tasks:
+        Xs, Xq = task.X_support.numpy(), task.X_query.numpy()
+        mean, std = Xs.mean(0), Xs.std(0) + 1e-6
+        nn = KNeighborsClassifier(1).fit((Xs - mean) / std, task.y_support.numpy())
+        linear = LogisticRegression().fit((Xs - mean) / std, task.y_support.numpy())
+        gaps.append(nn.score((Xq - mean) / std, task.y_query.numpy())
+                    - linear.score((Xq - mean) / std, task.y_query.numpy()))
+    return np.array(gaps)
+
+
+def test_local_labels_are_regions_of_the_feature_space():
+    # Nearest-prototype classes (local_rate=1) are unions of regions of the
+    # observed features: on narrow tables a 1-NN beats a linear rule there,
+    # and does not where classes come from thresholds or argmaxes of nodes.
+    kwargs = dict(n_tasks=120, max_features=3, k_shot=10, n_query=10, missing_rate=0, random_state=0)
+    local = _one_nn_minus_logistic(make_prior_tasks(local_rate=1.0, **kwargs))
+    smooth = _one_nn_minus_logistic(make_prior_tasks(local_rate=0.0, **kwargs))
+    assert local.mean() > 0.02
+    assert local.mean() > smooth.mean() + 0.04
+
+
 def test_seeded_stream_is_deterministic():
     a = list(PriorTasks(n_tasks=5, random_state=3))
     b = list(PriorTasks(n_tasks=5, random_state=3))
@@ -118,6 +142,7 @@ def test_length():
         (dict(max_features=0), "max_features"),
         (dict(missing_rate=1.5), "missing_rate"),
         (dict(categorical_rate=-0.1), "categorical_rate"),
+        (dict(local_rate=2), "local_rate"),
         (dict(n_tasks=0), "n_tasks"),
     ],
 )
