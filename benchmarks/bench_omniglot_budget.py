@@ -51,7 +51,7 @@ NAMES = {
     "relation": "Relation Networks", "pretrained": "Pre-train + nearest centroid", "maml": "MAML",
     "metasgd": "Meta-SGD", "anil": "ANIL", "reptile": "Reptile", "mann": "MANN", "metalstm": "Meta-LSTM",
 }
-SCHEDULE_KEYS = ("train_way", "train_shot", "n_query", "warmup", "final_factor")
+SCHEDULE_KEYS = ("train_way", "train_shot", "n_query", "warmup", "final_factor", "affine")
 WITHIN_ALPHABET = "Japanese_(katakana)"
 
 
@@ -114,7 +114,7 @@ def run_one(learner_name, minutes, overrides, args):
     from skmeta.datasets import OMNIGLOT_TEST_ALPHABETS, load_omniglot
     from skmeta.modules import Conv4
     from skmeta.optimization._base import OptimizationMetaLearner
-    from skmeta.tasks import rotate_classes
+    from skmeta.tasks import random_affine, rotate_classes
 
     cores = sorted(os.sched_getaffinity(0))
     torch.set_num_threads(args.cores_per_worker)
@@ -134,6 +134,8 @@ def run_one(learner_name, minutes, overrides, args):
     for key in ("warmup", "final_factor"):
         if key in schedule:
             setattr(budget, key, schedule.pop(key))
+    if "affine" in schedule:
+        episode["transform"] = random_affine() if schedule.pop("affine") else None
     episode.update({key.replace("train_way", "n_way").replace("train_shot", "k_shot"): int(value)
                     for key, value in schedule.items()})
     if isinstance(learner, OptimizationMetaLearner) and episode["n_way"] < 20:
@@ -150,7 +152,9 @@ def run_one(learner_name, minutes, overrides, args):
     start = time.perf_counter()
     result = {
         "learner": learner_name, "minutes": minutes, "overrides": overrides, "seed": args.seed,
-        "precision": precision, "training_episode": episode, "estimator": type(learner).__name__,
+        "precision": precision, "estimator": type(learner).__name__,
+        # The transform is a function: the overrides name it (affine=True).
+        "training_episode": {key: value for key, value in episode.items() if key != "transform"},
         "seconds_trained": round(budget.elapsed_, 1), "seconds_meta_fit": round(wall, 1),
         "meta_updates": updates, "tasks_seen": updates * (1 if learner_name == "pretrained" else learner.batch_size),
         "five_way": _accuracy(learner, X_test, y_test, 5, 15, args.episodes, args.seed),

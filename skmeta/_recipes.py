@@ -24,6 +24,7 @@ from .metric import (
 )
 from .optimization import ANILClassifier, MAMLClassifier, MetaSGDClassifier, ReptileClassifier
 from .optimization.meta_lstm import MetaLSTMClassifier
+from .tasks import random_affine
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class Recipe:
     episodes (None: the test episodes' ``n_way`` and ``k_shot``, the
     caller's ``n_query``); ``warmup`` and
     ``final_factor`` shape the learning rate (see ``BudgetSchedule``);
-    ``clip`` is a gradient-norm bound or None.
+    ``clip`` is a gradient-norm bound or None; ``affine`` distorts every
+    training example anew each time it is drawn (``random_affine()``).
     """
 
     estimator: type
@@ -45,6 +47,7 @@ class Recipe:
     warmup: float = 0.05
     final_factor: float = 0.01
     clip: Optional[float] = None
+    affine: bool = False
 
 
 RECIPES = {
@@ -106,7 +109,7 @@ def budget_learner(name, budget_seconds, module=None, n_way=5, k_shot=1, n_query
     Returns ``(learner, episode)``: the estimator with a ``BudgetSchedule``
     (and gradient clipping where the recipe has it) and ``max_epochs`` large
     enough for the budget to be what stops it; ``episode`` is a dict of
-    ``n_way``, ``k_shot`` and ``n_query`` for the training ``EpisodeSampler``. ``params``
+    ``n_way``, ``k_shot``, ``n_query`` and ``transform`` for the training ``EpisodeSampler``. ``params``
     override the recipe's estimator arguments.
     """
     recipe = RECIPES[name]
@@ -117,7 +120,7 @@ def budget_learner(name, budget_seconds, module=None, n_way=5, k_shot=1, n_query
     # Never fewer training ways than test ways: the heads of the
     # optimisation learners and MANN's label slots are sized by them.
     episode = {"n_way": max(recipe.train_way or n_way, n_way), "k_shot": recipe.train_shot or k_shot,
-               "n_query": recipe.n_query or n_query}
+               "n_query": recipe.n_query or n_query, "transform": random_affine() if recipe.affine else None}
     kwargs = {**recipe.params, "max_epochs": 10**6, "callbacks": callbacks}
     if recipe.estimator is MANNClassifier:
         kwargs["module__n_way"] = episode["n_way"]

@@ -3,7 +3,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from skmeta.tasks import EpisodeSampler, Task, rotate_classes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skmeta.tasks import EpisodeSampler, Task, random_affine, rotate_classes
 
 X_DIGITS, Y_DIGITS = load_digits(return_X_y=True)
 
@@ -126,3 +129,93 @@ def test_non_finite_check_agrees_with_torch_for_every_float_type(dtype):
             values[1, 2] = bad
         assert has_non_finite(values, allow_nan) is expected
         assert has_non_finite(values.t(), allow_nan) is expected  # not contiguous
+
+
+# ----------------------------------------------------------------------
+# random_affine: per-episode distortions of the examples
+
+
+def _stroke_images(n=6, side=28):
+    X = torch.zeros(n, side, side)
+    X[:, 8:20, 12:15] = 1.0  # a vertical bar, away from the border
+    X[:, 18:20, 8:20] = 1.0  # and a foot
+    return X
+
+
+@pytest.mark.parametrize("shape", [(6, 784), (6, 28, 28), (6, 1, 28, 28), (6, 2, 28, 28)])
+def test_random_affine_keeps_the_shape_and_with_zero_magnitudes_the_images(shape):
+    X = torch.rand(*shape)
+    generator = torch.Generator().manual_seed(0)
+    still = random_affine(rotation=0, shift=0, scale=0, shear=0)(X, generator)
+    assert still.shape == X.shape
+    torch.testing.assert_close(still, X, atol=1e-5, rtol=0)
+    moved = random_affine()(X, generator)
+    assert moved.shape == X.shape and not torch.allclose(moved, X)
+
+
+def test_random_affine_shifts_by_at_most_the_given_fraction():
+    X = _stroke_images(n=50)
+    out = random_affine(rotation=0, shift=0.1, scale=0, shear=0)(X, torch.Generator().manual_seed(1))
+    grid = torch.arange(28.0)
+
+    def centre(images):
+        mass = images.sum((1, 2))
+        return torch.stack([(images.sum(2) * grid).sum(1) / mass, (images.sum(1) * grid).sum(1) / mass], 1)
+
+    moved = (centre(out) - centre(X)).abs()
+    assert moved.max() <= 0.1 * 28 + 0.5  # a tenth of the width, plus interpolation
+    assert moved.max() > 1.0  # and it does move them
+    # A shift inside the image keeps the strokes whole.
+    torch.testing.assert_close(out.sum((1, 2)), X.sum((1, 2)), rtol=0.02, atol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rotation=st.floats(0, 45), shift=st.floats(0, 0.3), scale=st.floats(0, 0.5), shear=st.floats(0, 0.5),
+       seed=st.integers(0, 2**31))
+def test_random_affine_output_stays_within_the_input_range(rotation, shift, scale, shear, seed):
+    # Bilinear resampling with border padding mixes input pixels only.
+    X = torch.rand(4, 1, 12, 12, generator=torch.Generator().manual_seed(seed)) * 5 - 1
+    out = random_affine(rotation, shift, scale, shear)(X, torch.Generator().manual_seed(seed))
+    assert torch.isfinite(out).all()
+    for image, source in zip(out, X):
+        assert source.min() - 1e-5 <= image.min() and image.max() <= source.max() + 1e-5
+
+
+def test_sampler_transform_is_seeded_new_every_pass_and_keeps_labels():
+    X, y = _stroke_images(n=40), np.repeat(np.arange(10), 4)
+    X = X * torch.arange(1, 41).reshape(-1, 1, 1)  # each example its own intensity
+
+    def sampler(seed):
+        return EpisodeSampler(X, y, n_way=3, k_shot=1, n_query=2, n_tasks=4, transform=random_affine(),
+                              random_state=seed)
+
+    first, again = list(sampler(0)), list(sampler(0))
+    plain = list(EpisodeSampler(X, y, n_way=3, k_shot=1, n_query=2, n_tasks=4, random_state=0))
+    for a, b, c in zip(first, again, plain):
+        torch.testing.assert_close(a.X_support, b.X_support)
+        torch.testing.assert_close(a.X_query, b.X_query)
+        # The same examples as without the transform, distorted.
+        assert torch.equal(a.y_support, c.y_support) and torch.equal(a.y_query, c.y_query)
+        torch.testing.assert_close(a.X_support.amax((1, 2)), c.X_support.amax((1, 2)), rtol=0.02, atol=0)
+        assert not torch.allclose(a.X_support, c.X_support)
+    stream = sampler(0)
+    one, two = next(iter(stream)), next(iter(stream))
+    assert not torch.allclose(one.X_support, two.X_support)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(rotation=-1), ValueError, "rotation"),
+    (dict(shift=float("nan")), ValueError, "shift"),
+    (dict(scale=1.0), ValueError, "scale"),
+    (dict(shear=float("inf")), ValueError, "shear"),
+])
+def test_random_affine_rejects_bad_magnitudes(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        random_affine(**kwargs)
+
+
+def test_random_affine_rejects_what_is_not_an_image():
+    with pytest.raises(ValueError, match="image_shape"):
+        random_affine()(torch.zeros(3, 10), torch.Generator())
+    with pytest.raises(TypeError, match="transform must be callable"):
+        EpisodeSampler(torch.zeros(8, 4), np.repeat([0, 1], 4), n_way=2, k_shot=1, n_query=1, transform=3)

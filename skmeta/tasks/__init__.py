@@ -9,7 +9,7 @@ drawn in vectorised chunks, whose position meta-training saves.
 """
 
 from ._collections import DatasetCollection, split_classes
-from ._episodes import EpisodeSampler, Task, rotate_classes
+from ._episodes import EpisodeSampler, Task, random_affine, rotate_classes
 from ._prior import PriorTasks, make_prior_tasks
 from ._sinusoid import SinusoidTasks, make_sinusoid
 from ._stream import TaskStream
@@ -19,6 +19,7 @@ __all__ = [
     "TaskStream",
     "EpisodeSampler",
     "rotate_classes",
+    "random_affine",
     "split_classes",
     "DatasetCollection",
     "SinusoidTasks",

@@ -5,10 +5,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from ._stream import ClassPool, TaskStream, check_episode_shape
 
-__all__ = ["Task", "EpisodeSampler", "rotate_classes"]
+__all__ = ["Task", "EpisodeSampler", "random_affine", "rotate_classes"]
 
 
 @dataclass
@@ -88,26 +89,106 @@ def rotate_classes(angles=(90, 180, 270), image_shape=None):
             raise ValueError(f"rotate_classes takes multiples of 90 degrees, got {angle}")
 
     def augment(X, y):
-        flat = X.dim() == 2
-        if flat:
-            side = int(round(X.shape[1] ** 0.5))
-            shape = image_shape or (side, side)
-            if int(np.prod(shape)) != X.shape[1]:
-                raise ValueError(
-                    f"cannot view {X.shape[1]} features as images of shape {shape}; pass image_shape"
-                )
-            images = X.reshape(-1, *shape)
-        else:
-            images = X
+        images, shape = _as_images(X, image_shape)
         n_classes = int(y.max()) + 1
         Xs, ys = [X], [y]
         for i, angle in enumerate(angles):
             rotated = torch.rot90(images, k=angle // 90, dims=(-2, -1))
-            Xs.append(rotated.reshape(X.shape) if flat else rotated)
+            Xs.append(rotated.reshape(shape))
             ys.append(y + (i + 1) * n_classes)
         return torch.cat(Xs), torch.cat(ys)
 
     return augment
+
+
+def _as_images(X, image_shape):
+    """``X`` as (n, channels, height, width), and the shape to return it in."""
+    if X.dim() == 2:
+        side = int(round(X.shape[1] ** 0.5))
+        shape = tuple(image_shape or (side, side))
+        if int(np.prod(shape)) != X.shape[1]:
+            raise ValueError(f"cannot view {X.shape[1]} features as images of shape {shape}; pass image_shape")
+        return X.reshape(len(X), -1, *shape[-2:]), X.shape
+    if X.dim() == 3:
+        return X.unsqueeze(1), X.shape
+    if X.dim() == 4:
+        return X, X.shape
+    raise ValueError(f"images must be flat, (n, height, width) or (n, channels, height, width); "
+                     f"got shape {tuple(X.shape)}")
+
+
+def random_affine(rotation=10.0, shift=0.1, scale=0.1, shear=0.1, image_shape=None):
+    """Example augmentation: a new small affine distortion of every image
+    each time an episode draws it.
+
+    Rotation, shear, per-axis scale and shift are drawn uniformly and
+    independently for every example of every episode, from the sampler's
+    random stream (so a seeded sampler stays reproducible). The image is
+    resampled bilinearly; pixels from outside it take the value of the
+    nearest border pixel (the background, for centred characters). Where
+    :func:`rotate_classes` makes new classes, this makes new examples of
+    the same class: the small shifts, scales and shears of handwriting.
+
+    Parameters
+    ----------
+    rotation : float, default=10.0
+        Largest rotation, in degrees either way.
+
+    shift : float, default=0.1
+        Largest shift, as a fraction of the image's width (height) either way.
+
+    scale : float, default=0.1
+        Largest relative change of each axis's scale either way.
+
+    shear : float, default=0.1
+        Largest shear factor either way.
+
+    image_shape : tuple of int, default=None
+        ``(height, width)`` or ``(channels, height, width)`` for flattened
+        input; square single-channel images are assumed when None.
+
+    Returns
+    -------
+    transform : callable
+        ``transform(X, generator) -> X`` on a tensor of examples, for
+        ``EpisodeSampler(transform=...)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.tasks import random_affine
+    >>> X = torch.zeros(3, 28, 28)
+    >>> X[:, 10:18, 12:16] = 1.0
+    >>> out = random_affine()(X, torch.Generator().manual_seed(0))
+    >>> out.shape, bool((out != X).any()), round(float(out.sum() / X.sum()), 1)
+    (torch.Size([3, 28, 28]), True, 1.0)
+    """
+    for name, value in (("rotation", rotation), ("shift", shift), ("scale", scale), ("shear", shear)):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if scale >= 1:
+        raise ValueError(f"scale must be below 1 (a relative change), got {scale!r}")
+
+    def transform(X, generator):
+        images, shape = _as_images(X, image_shape)
+        n = len(images)
+
+        def uniform(bound):
+            return (2 * torch.rand(n, generator=generator) - 1) * bound
+
+        angle, cut = uniform(np.deg2rad(rotation)), uniform(shear)
+        sx, sy = 1 + uniform(scale), 1 + uniform(scale)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # Output-to-input map in normalised coordinates: rotate . shear . scale, then shift.
+        theta = torch.stack([
+            torch.stack([cos * sx, (cos * cut - sin) * sy, 2 * uniform(shift)], 1),
+            torch.stack([sin * sx, (sin * cut + cos) * sy, 2 * uniform(shift)], 1),
+        ], 1).to(images.dtype)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.reshape(shape)
+
+    return transform
 
 
 class EpisodeSampler(TaskStream):
@@ -147,6 +228,12 @@ class EpisodeSampler(TaskStream):
         ``augment(X, codes) -> (X, codes)`` applied once to the pool, e.g.
         :func:`rotate_classes` for Omniglot.
 
+    transform : callable or None, default=None
+        ``transform(X, generator) -> X`` applied to the examples of every
+        episode when it is drawn, with the sampler's random generator,
+        e.g. :func:`random_affine`: each pass sees new versions of the
+        examples.
+
     random_state : int, RandomState instance or None, default=None
         Seeds the episode stream.
 
@@ -185,11 +272,15 @@ class EpisodeSampler(TaskStream):
         n_query,
         n_tasks=None,
         augment: Optional[Callable] = None,
+        transform: Optional[Callable] = None,
         random_state=None,
     ):
         check_episode_shape(n_way, k_shot, n_query, n_tasks)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         self.n_way, self.k_shot, self.n_query, self.n_tasks = int(n_way), int(k_shot), int(n_query), n_tasks
         self.augment = augment
+        self.transform = transform
         self.random_state = random_state
 
         X = _pool_tensor(X)
@@ -242,6 +333,8 @@ class EpisodeSampler(TaskStream):
         index, chosen, _ = self._pool.draw(generator, n_episodes, n_way, k_shot + self.n_query)
         X = self._X[index]  # (n_episodes, n_way, k_shot + n_query, ...)
         feature_shape = X.shape[3:]
+        if self.transform is not None:
+            X = self.transform(X.reshape(-1, *feature_shape), generator).reshape(X.shape)
         y_support = torch.arange(n_way).repeat_interleave(k_shot)
         y_query = torch.arange(n_way).repeat_interleave(self.n_query)
         for i in range(n_episodes):
