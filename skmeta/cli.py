@@ -228,6 +228,9 @@ def main(argv=None):
     else:
         learner, episode = make_budget_learner(args, images)
         settings = RECIPES[args.learner].params
+        if not images:
+            # Distortions of images (random_affine) mean nothing for feature vectors.
+            episode["transform"] = None
     _check_against_data(parser, args, train, test, episode)
     source = f"Omniglot in {args.omniglot}" if args.omniglot else "embedded subspace classes"
     print(f"data: {source}; meta-training on {len(np.unique(train[1]))} classes, "
@@ -244,6 +247,8 @@ def main(argv=None):
         learner.set_params(lr=args.lr)
     settings = ", ".join(f"{key}={value!r}" for key, value in settings.items())
     shape = "{n_way}-way {k_shot}-shot {n_query}-query".format(**episode)
+    if episode.get("transform") is not None:
+        shape += " (each image distorted anew by random_affine)"
     if args.budget is None:
         print(f"meta-training {type(learner).__name__}({settings}) ({precision}): "
               f"{max_epochs} epochs x {args.tasks_per_epoch} episodes of {shape}")

@@ -26,6 +26,19 @@ def test_main_job_on_omniglot_holds_out_alphabets(omniglot_path, capsys, tmp_pat
     assert re.search(r"ProtoNetClassifier: [\d.]+ \+- [\d.]+ %", out)
 
 
+def test_protonet_recipe_distorts_omniglot_images_only(omniglot_path, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKMETA_DATA", str(tmp_path))
+    args = ["--omniglot", str(omniglot_path), "--budget", "0.01", "--episodes", "3", "--precision", "float32", "-q"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "episodes of 20-way 1-shot 5-query (each image distorted anew by random_affine)" in out
+    assert re.search(r"ProtoNetClassifier: [\d.]+ \+- [\d.]+ %", out)
+    # The embedded data are feature vectors: no distortion there.
+    assert main(["--budget", "0.01", "--episodes", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "episodes of 20-way 1-shot 5-query" in out and "random_affine" not in out
+
+
 def test_bad_arguments_exit_with_usage(capsys):
     with pytest.raises(SystemExit):
         main(["--learner", "no-such-learner"])
