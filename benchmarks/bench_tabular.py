@@ -12,12 +12,13 @@ encoded): 5-fold leave-datasets-out rotation; ``FeatureVoteClassifier``
 meta-trained on 28 datasets, tested on the 7 others at 2- to 5-way (as many
 ways as a dataset has classes), 1, 5 and 10 shots, against the same three
 baselines with a scaler fitted on each support set (the only data a new
-dataset offers). ``InContextClassifier`` with its shipped weights, meta-trained
-on the synthetic prior only (no real dataset), runs on the same episodes:
-every dataset is unseen by it. Fit + predict latency per 5-way 5-shot episode
+dataset offers). ``InContextClassifier`` runs on the same episodes twice: with
+its shipped weights, meta-trained on the synthetic prior only (no real
+dataset, so every dataset is unseen by it), and meta-fitted further on each
+fold's 28 meta-training datasets. Fit + predict latency per 5-way 5-shot episode
 with 50 queries is timed for every method.
 
-    python benchmarks/bench_tabular.py            # full: about 10 minutes on 2 cores
+    python benchmarks/bench_tabular.py --threads 1 --jobs 1   # full: 35 minutes on one core
     python benchmarks/bench_tabular.py --quick    # smoke run, under a minute
 
 Writes docs/benchmarks/tabular.md and docs/benchmarks/tabular_shots.png
@@ -57,7 +58,8 @@ WITHIN_SHOTS = (1, 5)
 ACROSS_SHOTS = (1, 5, 10)
 N_FOLDS = 5
 BASELINES = ("1-NN", "logistic regression", "random forest")
-META_LEARNERS = ("FeatureVote", "InContext (prior only)")
+PRIOR_ONLY, FOLD_TUNED = "InContext (prior only)", "InContext (prior + fold's datasets)"
+META_LEARNERS = ("FeatureVote", FOLD_TUNED, PRIOR_ONLY)
 LATENCY_DATASETS = ("letter", "optdigits")  # 16 and 64 features
 
 
@@ -148,9 +150,15 @@ def across_datasets(args, data_home, log):
         start = time.perf_counter()
         learner = FeatureVoteClassifier(max_epochs=args.across_epochs, verbose=0, random_state=0).meta_fit(tasks)
         timings[fold] = time.perf_counter() - start
-        log(f"fold {fold}: meta-trained on {len(train)} datasets in {timings[fold]:.0f} s; "
-            f"testing on {', '.join(test_names)}")
-        methods = {"FeatureVote": learner, "InContext (prior only)": incontext, **baselines(StandardScaler())}
+        # The shipped weights, meta-fitted further on this fold's datasets.
+        start = time.perf_counter()
+        tuned = InContextClassifier(lr=args.incontext_lr, max_epochs=1, verbose=0, random_state=0).meta_fit(
+            DatasetCollection(train, n_way=(2, 5), k_shot=(1, 10), n_query=10, n_tasks=args.incontext_tasks,
+                              random_state=fold))
+        timings[("tuning", fold)] = time.perf_counter() - start
+        log(f"fold {fold}: meta-trained on {len(train)} datasets in {timings[fold]:.0f} s (FeatureVote), "
+            f"{timings[('tuning', fold)]:.0f} s (InContext); testing on {', '.join(test_names)}")
+        methods = {"FeatureVote": learner, FOLD_TUNED: tuned, PRIOR_ONLY: incontext, **baselines(StandardScaler())}
         for name in test_names[: args.datasets_per_fold]:
             X, y = data[name]
             n_classes = len(np.unique(y))
@@ -298,10 +306,13 @@ def report_across(args, across, across_times):
         "classifier)` fitted on the support set. Nominal features are one-hot encoded with each "
         "dataset's categories (no labels involved) for every method.",
         "",
-        "`InContextClassifier(random_state=0)` uses its shipped weights (see docs/tabular.md), "
-        "meta-trained on the synthetic prior `make_prior_tasks` only: no dataset of this table was "
-        "used in any of its meta-training, so its column is the same for every fold (4 ensemble "
-        "members, the default).",
+        f"`{PRIOR_ONLY}` is `InContextClassifier(random_state=0)` with its shipped weights (see "
+        "docs/tabular.md), meta-trained on the synthetic prior `make_prior_tasks` only: no dataset of "
+        "this table was used in any of its meta-training, so its column is the same for every fold "
+        f"(4 ensemble members, the default). `{FOLD_TUNED}` starts from the same weights and is "
+        f"meta-fitted on the fold's meta-training datasets: `InContextClassifier(lr={args.incontext_lr:g}, "
+        "max_epochs=1).meta_fit(DatasetCollection(train, n_way=(2, 5), k_shot=(1, 10), n_query=10, "
+        f"n_tasks={args.incontext_tasks}))`.",
         "",
         "Mean accuracy (%) +- 95% confidence interval over all test episodes:",
         "",
@@ -323,7 +334,7 @@ def report_across(args, across, across_times):
                 mean, half = mean_confidence_interval(d) if np.ptp(d) > 0 else (float(d.mean()), 0.0)
                 won, tied, lost = won + (mean - half > 0), tied + (abs(mean) <= half), lost + (mean + half < 0)
             lines.append(f"| {meta} | {k} | {best} | {_ci(diff)} | {won} / {tied} / {lost} |")
-    latencies = {key[1]: value for key, value in across_times.items() if isinstance(key, tuple)}
+    latencies = {key[1]: value for key, value in across_times.items() if isinstance(key, tuple) and key[0] == "latency"}
     if latencies:
         lines += ["", f"Fit + predict per 5-way 5-shot episode with 50 queries, median over "
                   f"{args.latency_episodes} episodes (ms, one method at a time, the machine above):", "",
@@ -336,8 +347,10 @@ def report_across(args, across, across_times):
     for name in sorted(_datasets(across)):
         lines.append(f"| {name} | " + " | ".join(
             f"{100 * across[(name, m, k)].mean():.1f}" for k in ACROSS_SHOTS for m in methods) + " |")
-    lines += ["", "FeatureVote meta-training time per fold (s): " + ", ".join(
-        f"{t:.0f}" for key, t in across_times.items() if not isinstance(key, tuple)), ""]
+    lines += ["", "Meta-training time per fold (s), FeatureVote: " + ", ".join(
+        f"{t:.0f}" for key, t in across_times.items() if not isinstance(key, tuple))
+        + "; InContext on the fold's datasets: " + ", ".join(
+        f"{t:.0f}" for key, t in across_times.items() if isinstance(key, tuple) and key[0] == "tuning"), ""]
     return lines
 
 
@@ -348,17 +361,20 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--jobs", type=int, default=2, help="joblib workers scoring episodes")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--incontext-tasks", type=int, default=4000,
+                        help="tasks of each fold's datasets that InContextClassifier is meta-fitted on")
+    parser.add_argument("--incontext-lr", type=float, default=3e-4, help="its step size there")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "tabular.md"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    # Full: about 9 minutes on 2 quiet cores (from a timing run at a tenth
-    # of the episodes), most of it the baselines: logistic regression and
-    # random forest take 30-200 ms per episode, the meta-learners 3-10 ms.
+    # Full: 35 minutes on one core (2026-11-30), most of it the baselines
+    # (the random forest takes about 200 ms per episode, the meta-learners
+    # 4-17 ms) and 70 s per fold of InContext meta-fitting.
     full = dict(within_datasets=None, within_tasks=400, within_epochs=4, within_episodes=600,
                 across_tasks=1000, across_epochs=4, across_episodes=10, folds=N_FOLDS, datasets_per_fold=None,
                 latency_episodes=50)
     quick = dict(within_datasets=1, within_tasks=50, within_epochs=1, within_episodes=10,
-                 across_tasks=100, across_epochs=1, across_episodes=3, folds=1, datasets_per_fold=2,
+                 across_tasks=100, across_epochs=1, across_episodes=3, folds=1, datasets_per_fold=2, incontext_tasks=100,
                  latency_episodes=5)
     for key, value in (quick if args.quick else full).items():
         setattr(args, key, value)

@@ -7,7 +7,7 @@ time. The weights (a plain state_dict and the network's configuration) go
 to ``--out``, loadable with ``torch.load(weights_only=True)`` and by
 ``InContextClassifier(pretrained=path)``.
 
-    nice -n 10 python benchmarks/train_incontext_default.py --minutes 25 --threads 1
+    taskset -c 1 python benchmarks/train_incontext_default.py --minutes 60 --threads 1
     python benchmarks/train_incontext_default.py --minutes 60 --device cuda --out incontext_gpu.pt
 
 The first writes skmeta/tabular/_weights/incontext_default.pt, the shipped default.
@@ -62,7 +62,7 @@ class WallClockSchedule(Callback):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget")
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--batch-size", type=int, default=8, help="tasks per meta-update")
