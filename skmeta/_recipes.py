@@ -109,15 +109,17 @@ RECIPES = {
 }
 
 
-def budget_learner(name, budget_seconds, module=None, n_way=5, k_shot=1, n_query=15, **params):
+def budget_learner(name, budget_seconds, module=None, n_way=5, k_shot=1, n_query=15, images=True, **params):
     """The learner ``name`` set up by its recipe for ``budget_seconds`` of
     meta-training, and the shape of its training episodes.
 
     Returns ``(learner, episode)``: the estimator with a ``BudgetSchedule``
     (and gradient clipping where the recipe has it) and ``max_epochs`` large
     enough for the budget to be what stops it; ``episode`` is a dict of
-    ``n_way``, ``k_shot``, ``n_query`` and ``transform`` for the training ``EpisodeSampler``. ``params``
-    override the recipe's estimator arguments.
+    ``n_way``, ``k_shot``, ``n_query`` and ``transform`` for the training ``EpisodeSampler``
+    (a recipe's image distortion only where ``images`` is true: feature
+    vectors are not distorted). ``params`` override the recipe's estimator
+    arguments.
     """
     recipe = RECIPES[name]
     callbacks = [("budget", BudgetSchedule(budget_seconds, warmup=recipe.warmup,
@@ -127,7 +129,7 @@ def budget_learner(name, budget_seconds, module=None, n_way=5, k_shot=1, n_query
     # Never fewer training ways than test ways: the heads of the
     # optimisation learners and MANN's label slots are sized by them.
     episode = {"n_way": max(recipe.train_way or n_way, n_way), "k_shot": recipe.train_shot or k_shot,
-               "n_query": recipe.n_query or n_query, "transform": random_affine() if recipe.affine else None}
+               "n_query": recipe.n_query or n_query, "transform": random_affine() if recipe.affine and images else None}
     kwargs = {**recipe.params, "max_epochs": 10**6, "callbacks": callbacks}
     if recipe.estimator is MANNClassifier:
         kwargs["module__n_way"] = episode["n_way"]

@@ -76,7 +76,7 @@ def make_budget_learner(args, images):
     """The learner of ``args.learner`` set up by its recipe for
     ``args.budget`` minutes, and the shape of its training episodes."""
     learner, episode = budget_learner(args.learner, 60 * args.budget, n_way=args.n_way, k_shot=args.k_shot,
-                                      n_query=args.n_query)
+                                      n_query=args.n_query, images=images)
     if isinstance(learner, MANNClassifier):  # its own network
         return learner, episode
     if images:
@@ -228,9 +228,6 @@ def main(argv=None):
     else:
         learner, episode = make_budget_learner(args, images)
         settings = RECIPES[args.learner].params
-        if not images:
-            # Distortions of images (random_affine) mean nothing for feature vectors.
-            episode["transform"] = None
     _check_against_data(parser, args, train, test, episode)
     source = f"Omniglot in {args.omniglot}" if args.omniglot else "embedded subspace classes"
     print(f"data: {source}; meta-training on {len(np.unique(train[1]))} classes, "

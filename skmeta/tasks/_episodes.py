@@ -183,7 +183,7 @@ def random_affine(rotation=10.0, shift=0.1, scale=0.1, shear=0.1, image_shape=No
         theta = torch.stack([
             torch.stack([cos * sx, (cos * cut - sin) * sy, 2 * uniform(shift)], 1),
             torch.stack([sin * sx, (sin * cut + cos) * sy, 2 * uniform(shift)], 1),
-        ], 1).to(images.dtype)
+        ], 1).to(images)  # the pool's device and dtype
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out.reshape(shape)
