@@ -503,10 +503,11 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
     def train_step_single(self, batch, **fit_params):
         set_training(self, True)
         loss, accuracy = self._meta_backward(batch)
-        self._check_all_finite(((name, p.grad) for name, p in self.get_all_learnable_params()), "meta-gradient of {}")
-        if accuracy is not None:
-            self.history.record_batch("train_acc", float(accuracy))
-        return {"loss": loss, "y_pred": None}
+        grads = [p.grad for _, p in self.get_all_learnable_params()]
+        # Checked in train_step, after the update, in the step's one read of
+        # device values: each read stalls a GPU's queue until it drains.
+        checks = {"loss": loss.detach(), "grads_finite": _all_finite(grads), "accuracy": accuracy}
+        return {"loss": loss, "y_pred": None, "checks": checks}
 
     def _meta_backward(self, tasks):
         """The meta-batch's loss and accuracy, the loss's gradient accumulated
@@ -514,20 +515,35 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         backpropagate task by task, keeping one task's graph alive at a time."""
         with self._autocast():
             loss, accuracy = self.meta_loss(tasks, training=True)
-        self._check_finite(loss, "loss")
         loss.backward()
         return loss, accuracy
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
+        checks = step.pop("checks")
         # A finite gradient can still overflow the optimiser's state (Adam's
         # squared-gradient average) and leave non-finite weights; huge inputs
         # can overflow batch norm's running statistics.
-        self._check_all_finite(
-            ((f"{module_name}{name}", value) for module_name, module in owned_modules(self).items()
-             for name, value in (*module.named_parameters(), *module.named_buffers())),
-            "{} after the update",
-        )
+        state = [(f"{module_name}{name}", value) for module_name, module in owned_modules(self).items()
+                 for name, value in (*module.named_parameters(), *module.named_buffers())]
+        accuracy = checks["accuracy"]
+        values = [checks["loss"].float(), checks["grads_finite"], _all_finite([t for _, t in state]),
+                  torch.as_tensor(0.0 if accuracy is None else accuracy, dtype=torch.float32)]
+        device = values[0].device
+        loss, grads_finite, state_finite, accuracy_value = torch.stack([v.to(device) for v in values]).tolist()
+        # A non-finite value is reported by its first cause; the update it
+        # made is undone with the rest of the call (meta_fit is transactional).
+        if not math.isfinite(loss):
+            self._raise_non_finite("loss")
+        if not grads_finite:
+            self._check_all_finite(((name, p.grad) for name, p in self.get_all_learnable_params()),
+                                   "meta-gradient of {}")
+        if not state_finite:
+            self._check_all_finite(state, "{} after the update")
+        if accuracy is not None:
+            self.history.record_batch("train_acc", accuracy_value)
+        # skorch records the loss with .item(): a host copy makes that free.
+        step["loss"] = torch.tensor(loss)
         return step
 
     def _check_all_finite(self, named_tensors, what):
@@ -543,14 +559,17 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
 
     def _check_finite(self, value, what):
         if not torch.isfinite(value).all():
-            epoch, batch = len(self.history), len(self.history[-1, "batches"])
-            first = (batch - 1) * self.batch_size
-            raise ValueError(
-                f"meta-training produced a non-finite {what} at epoch {epoch}, meta-batch {batch} "
-                f"(tasks {first} to {first + self.batch_size - 1} of the pass): features too large "
-                "for the network's arithmetic, or a learning rate that diverges. The learner is left "
-                "as it was before this call."
-            )
+            self._raise_non_finite(what)
+
+    def _raise_non_finite(self, what):
+        epoch, batch = len(self.history), len(self.history[-1, "batches"])
+        first = (batch - 1) * self.batch_size
+        raise ValueError(
+            f"meta-training produced a non-finite {what} at epoch {epoch}, meta-batch {batch} "
+            f"(tasks {first} to {first + self.batch_size - 1} of the pass): features too large "
+            "for the network's arithmetic, or a learning rate that diverges. The learner is left "
+            "as it was before this call."
+        )
 
     def validation_step(self, batch, **fit_params):
         set_training(self, False)
@@ -810,6 +829,22 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _all_finite(tensors):
+    """Whether every floating-point tensor of ``tensors`` (None skipped) is
+    finite, as a device tensor: no read, so no sync. The largest magnitude
+    of each is NaN or inf exactly when it has a NaN or inf, and cannot
+    overflow as a sum would."""
+    tensors = [t.detach() for t in tensors if t is not None and t.is_floating_point()]
+    if not tensors:
+        return torch.tensor(True)
+    by_device = {}
+    for t in tensors:
+        by_device.setdefault((t.device, t.dtype), []).append(t)
+    flags = [torch.stack(torch._foreach_norm(group, float("inf"))).isfinite().all()
+             for group in by_device.values()]
+    return torch.stack([f.to(flags[0].device) for f in flags]).all()
 
 
 def _same(a, b):

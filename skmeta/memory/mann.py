@@ -203,7 +203,7 @@ class MANNClassifier(MetaClassifierMixin, MetaLearner):
         logits = logits.gather(2, units.unsqueeze(1).expand(-1, logits.shape[1], -1))
         targets = torch.cat([y_support, y_query], dim=1)
         loss = self.get_loss(logits.reshape(-1, n_way), targets.reshape(-1), training=training)
-        correct = int((logits[:, n_support:].argmax(2) == y_query).sum())
+        correct = (logits[:, n_support:].argmax(2) == y_query).sum()  # a tensor: no device read
         return loss, targets.numel(), correct, y_query.numel()
 
     # ------------------------------------------------------------------

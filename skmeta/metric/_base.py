@@ -131,7 +131,7 @@ class MetricMetaLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaC
                 state = self._task_state(z_support, task.y_support, task.n_way)
                 logits = self._logits(z_query, **state)
                 losses.append(self._episode_loss(task, z_support, z_query, logits, training))
-                correct += int((logits.argmax(1) == task.y_query).sum())
+                correct = correct + (logits.argmax(1) == task.y_query).sum()  # a tensor: no device read
                 total += len(task.y_query)
         return torch.stack(losses).mean(), correct / total
 

@@ -243,16 +243,15 @@ class PretrainedClassifier(MetricMetaLearner):
         valid = None if y is None else TaskDataset(y, self._encode_task)
         return Dataset(X_pool, codes), valid
 
-    def train_step_single(self, batch, **fit_params):
-        set_training(self, True)
+    def _meta_backward(self, batch):
+        # A batch here is examples and their class codes, not tasks.
         X, y = batch
         X, y = as_tensor(X, self.device, self._dtype), torch.as_tensor(y, device=self.device)
         with self._autocast():
             logits = full_precision(self.head_(self.module_(X)))
         loss = self.get_loss(logits, y, training=True)
         loss.backward()
-        self.history.record_batch("train_acc", float((logits.argmax(1) == y).float().mean()))
-        return {"loss": loss, "y_pred": logits}
+        return loss, (logits.argmax(1) == y).float().mean()
 
     def _fit_feature_mean(self, X):
         set_training(self, False)

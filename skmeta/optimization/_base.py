@@ -199,7 +199,6 @@ class OptimizationMetaLearner(MetaLearner):
         for task in tasks:
             with self._autocast():
                 loss, accuracy = self.meta_loss([task], training=True)
-            self._check_finite(loss, "loss")
             (loss / len(tasks)).backward()
             total = total + loss.detach()
             if accuracy is not None:
@@ -210,7 +209,7 @@ class OptimizationMetaLearner(MetaLearner):
     def _accuracy(self, n_correct, tasks):
         if self._y_numeric:
             return None
-        return float(n_correct.sum()) / sum(len(task.y_query) for task in tasks)
+        return n_correct.sum() / sum(len(task.y_query) for task in tasks)
 
     def _map_tasks(self, task_fn, tasks):
         vectorize = self._vectorize()

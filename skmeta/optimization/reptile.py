@@ -50,7 +50,7 @@ class _Reptile(OptimizationMetaLearner):
         )
         loss = losses.mean() + direction - direction.detach()
         n_examples = sum(len(task.y_support) + len(task.y_query) for task in tasks)
-        return loss, None if self._y_numeric else float(n_correct.sum()) / n_examples
+        return loss, None if self._y_numeric else n_correct.sum() / n_examples
 
     def _adapt_whole_task(self, params, X_support, y_support, X_query, y_query, n_way):
         # All of a task's examples are its training data in Reptile (Nichol

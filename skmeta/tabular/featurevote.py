@@ -306,7 +306,7 @@ class FeatureVoteClassifier(MetaClassifierMixin, MetaLearner):
                     _flat(task.X_support), task.y_support, _flat(task.X_query), task.n_way
                 ))
                 losses.append(self.get_loss(logits, task.y_query, training=training))
-                correct += int((logits.argmax(1) == task.y_query).sum())
+                correct = correct + (logits.argmax(1) == task.y_query).sum()  # a tensor: no device read
                 total += len(task.y_query)
         return torch.stack(losses).mean(), correct / total
 

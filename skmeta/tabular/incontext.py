@@ -397,7 +397,7 @@ class InContextClassifier(MetaClassifierMixin, MetaLearner):
                 )[0]
                 logits = full_precision(logits)
                 losses.append(self.get_loss(logits, task.y_query, training=training))
-                correct += int((logits.argmax(1) == task.y_query).sum())
+                correct = correct + (logits.argmax(1) == task.y_query).sum()  # a tensor: no device read
                 total += len(task.y_query)
         return torch.stack(losses).mean(), correct / total
 
