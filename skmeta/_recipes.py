@@ -67,14 +67,23 @@ RECIPES = {
     # meta-updates, distorted 5 minutes (1,871) gave 92.74 % where
     # undistorted 10 minutes (3,116) gave 92.80 %.
     "protonet": Recipe(ProtoNetClassifier, {"lr": 1e-3}, train_way=20, n_query=5, affine=True),
+    # Matching Networks with the paper's unscaled cosine gave 72.17 % 5-way
+    # 1-shot at 2 minutes on 1 core and 71.08 % at 10 (5-way 15-query
+    # episodes); 20-way 5-query ones did worse unscaled (66.25 %). The
+    # meta-learned cosine scale (from 10; now the estimator's default) gave
+    # 85.60 % at 2 minutes (83.52 % with the scale fixed at 10), and
+    # ProtoNet's training episodes on top of it (20 ways, 5 queries,
+    # random_affine) 90.12 and 89.29 % in two runs (88.77 % distorted at 5
+    # ways), then 93.94 % at 10 minutes against ProtoNet's 94.16 %.
+    "matching": Recipe(MatchingNetworkClassifier, {"lr": 1e-3}, train_way=20, n_query=5, affine=True),
     # The test shape and Adam 1e-3, as in docs/benchmarks/metric_omniglot.md.
-    # At 2 minutes on 1 core, 20-way 5-query training episodes did worse:
-    # Matching 66.25 % against 72.17 %, and Relation did not train at all
-    # (23.96 % against 77.32 %; its MSE on 20-way scores, as in the issue).
+    # At 2 minutes on 1 core, Relation did not train at all on 20-way
+    # 5-query episodes (23.96 % against 77.32 %; its MSE on 20-way scores,
+    # as in the issue), and random_affine distortion lowered Siamese to
+    # 74.63 % (from 77.32 %) and Relation to 71.72 % (from 77.32 %).
     # Relation with criterion=CrossEntropyLoss does train at 20 ways
     # (76.61 % 5-way, 47.55 % 20-way within-alphabet against 46.11 %): a
     # tie with the recipe at 2 minutes, so the paper's loss stays.
-    "matching": Recipe(MatchingNetworkClassifier, {"lr": 1e-3}),
     "siamese": Recipe(SiameseNetworkClassifier, {"lr": 1e-3}),
     "relation": Recipe(RelationNetworkClassifier, {"lr": 1e-3}),
     # Classification over all meta-training classes (rotations as classes)

@@ -1,5 +1,6 @@
 """Matching Networks (Vinyals et al., 2016)."""
 
+import math
 import numbers
 
 import torch
@@ -9,7 +10,7 @@ from torch.nn import functional as F
 from ..modules import MLP, infer_n_features_out
 from ._base import MetricMetaLearner, normalize_rows
 
-__all__ = ["MatchingNetworkClassifier", "FullContextEmbedding"]
+__all__ = ["MatchingNetworkClassifier", "FullContextEmbedding", "CosineScale"]
 
 
 class FullContextEmbedding(nn.Module):
@@ -66,13 +67,50 @@ class FullContextEmbedding(nn.Module):
         return h
 
 
+class CosineScale(nn.Module):
+    """Multiplies its input by a positive scale, fixed or learned (through
+    its logarithm, so that it stays positive).
+
+    Parameters
+    ----------
+    scale : float
+        The scale, or the learned scale's starting value; finite and > 0.
+
+    learn : bool, default=False
+        Whether the scale is a parameter (learned) or a buffer (fixed).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.metric.matching import CosineScale
+    >>> CosineScale(10.0)(torch.tensor([0.5, -1.0]))
+    tensor([  5., -10.])
+    >>> [name for name, _ in CosineScale(10.0, learn=True).named_parameters()]
+    ['log_scale']
+    """
+
+    def __init__(self, scale, learn=False):
+        super().__init__()
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        log_scale = torch.tensor(math.log(scale))
+        if learn:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def forward(self, x):
+        return x * self.log_scale.exp().to(x.dtype)
+
+
 class MatchingNetworkClassifier(MetricMetaLearner):
     """Matching Networks: attention over the support set in a meta-learned
     embedding.
 
     A query's class distribution is the attention it pays to the support
-    examples, ``p(y | x) = sum_i softmax_i(cos(f(x), g(x_i))) [y_i = y]``
-    (Vinyals et al., eq. 1): a soft, differentiable nearest neighbour.
+    examples, ``p(y | x) = sum_i softmax_i(s cos(f(x), g(x_i))) [y_i = y]``
+    (Vinyals et al., eq. 1, with a meta-learned scale ``s``): a soft,
+    differentiable nearest neighbour.
     ``fit`` stores the embedded support set, ``predict_proba`` returns the
     attention mass on each class, and ``meta_fit`` learns the embedding by
     minimising the cross-entropy of that distribution on the query sets of
@@ -98,6 +136,19 @@ class MatchingNetworkClassifier(MetricMetaLearner):
     fce_steps : int, default=5
         Attention steps of the query LSTM when ``fce=True``.
 
+    scale : float, default=10.0
+        Multiplies the cosine similarities before the attention softmax
+        (its inverse temperature). At the paper's implicit 1 a cosine in
+        [-1, 1] can put at most ``e / (e + (n - 1) / e)`` of the attention
+        on one of ``n`` support examples (65 % in a 5-way 1-shot episode),
+        so the query loss never stops pulling the embedding; a larger
+        scale lets the attention sharpen (Oreshkin et al.'s metric
+        scaling). ``scale=1.0, learn_scale=False`` is the paper's rule.
+
+    learn_scale : bool, default=True
+        Meta-learn the scale (its logarithm is a meta-parameter starting at
+        ``log(scale)``) instead of keeping it fixed.
+
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device
         Meta-training, as in :class:`skorch.NeuralNet`; ``batch_size`` is
         the number of episodes per meta-parameter update.
@@ -122,6 +173,10 @@ class MatchingNetworkClassifier(MetricMetaLearner):
 
     context_embedding_ : FullContextEmbedding
         The meta-learned context LSTMs, when ``fce=True`` (meta state).
+
+    scale_ : CosineScale
+        The scale of the cosine similarities, meta-learned when
+        ``learn_scale=True`` (meta state).
 
     meta_n_features_in_ : int
         Features per example seen by ``meta_fit`` (meta state).
@@ -151,6 +206,9 @@ class MatchingNetworkClassifier(MetricMetaLearner):
     Vinyals, O., Blundell, C., Lillicrap, T., Kavukcuoglu, K. and Wierstra,
     D. (2016). Matching networks for one shot learning. NeurIPS.
 
+    Oreshkin, B., Rodriguez Lopez, P. and Lacoste, A. (2018). TADAM: Task
+    dependent adaptive metric for improved few-shot learning. NeurIPS.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -173,10 +231,12 @@ class MatchingNetworkClassifier(MetricMetaLearner):
 
     _task_state_names = ("support_embeddings_", "support_one_hot_")
 
-    def __init__(self, module=MLP, *args, fce=False, fce_steps=5, **kwargs):
+    def __init__(self, module=MLP, *args, fce=False, fce_steps=5, scale=10.0, learn_scale=True, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.fce = fce
         self.fce_steps = fce_steps
+        self.scale = scale
+        self.learn_scale = learn_scale
 
     def initialize_module(self):
         super().initialize_module()
@@ -189,6 +249,9 @@ class MatchingNetworkClassifier(MetricMetaLearner):
             self.context_embedding_ = FullContextEmbedding(n_features, int(self.fce_steps))
         elif "context_embedding_" in vars(self):  # re-initialised without FCE
             del self.context_embedding_
+        if not isinstance(self.learn_scale, bool):
+            raise TypeError(f"learn_scale must be True or False, got {self.learn_scale!r}")
+        self.scale_ = CosineScale(self.scale, learn=self.learn_scale)
         return self
 
     @property
@@ -208,7 +271,7 @@ class MatchingNetworkClassifier(MetricMetaLearner):
     def _logits(self, z_query, support_embeddings_, support_one_hot_):
         if self._context is not None:
             z_query = self._context.embed_query(z_query, support_embeddings_)
-        cosine = normalize_rows(z_query) @ normalize_rows(support_embeddings_).T
+        cosine = self.scale_(normalize_rows(z_query) @ normalize_rows(support_embeddings_).T)
         # log of the attention mass on each class, up to a per-query constant:
         # the softmax of these logits is the paper's sum of attention weights.
         mask = support_one_hot_.log()  # 0 on the class's examples, -inf elsewhere

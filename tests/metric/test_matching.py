@@ -28,6 +28,11 @@ def meta_fitted():
 
 
 @pytest.fixture(scope="module")
+def meta_fitted_paper():
+    return MatchingNetworkClassifier(scale=1.0, learn_scale=False, **LEARNER).meta_fit(TASKS)
+
+
+@pytest.fixture(scope="module")
 def meta_fitted_fce():
     return MatchingNetworkClassifier(fce=True, fce_steps=2, **LEARNER).meta_fit(TASKS)
 
@@ -42,17 +47,40 @@ def test_one_shot_without_fce_is_cosine_nearest_neighbour(meta_fitted):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_predict_proba_is_the_attention_mass_on_each_class(meta_fitted):
+@pytest.mark.parametrize("paper", [False, True])
+def test_predict_proba_is_the_attention_mass_on_each_class(meta_fitted, meta_fitted_paper, paper):
+    learner = meta_fitted_paper if paper else meta_fitted
+    scale = 1.0 if paper else float(learner.scale_.log_scale.detach().exp())
     support, query = next(EpisodicSplit(n_way=4, k_shot=3, n_query=5, n_episodes=1, random_state=1).split(X_NEW, Y_NEW))
-    z_support, z_query = meta_fitted.transform(X_NEW[support]), meta_fitted.transform(X_NEW[query])
-    cosine = (z_query / np.linalg.norm(z_query, axis=1, keepdims=True)) @ (
+    z_support, z_query = learner.transform(X_NEW[support]), learner.transform(X_NEW[query])
+    cosine = scale * (z_query / np.linalg.norm(z_query, axis=1, keepdims=True)) @ (
         z_support / np.linalg.norm(z_support, axis=1, keepdims=True)
     ).T
     attention = np.exp(cosine) / np.exp(cosine).sum(1, keepdims=True)
     classes = np.unique(Y_NEW[support])
     expected = np.stack([attention[:, Y_NEW[support] == c].sum(1) for c in classes], axis=1)
-    proba = meta_fitted.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[query])
+    proba = learner.fit(X_NEW[support], Y_NEW[support]).predict_proba(X_NEW[query])
     np.testing.assert_allclose(proba, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_learned_scale_is_meta_state_and_a_fixed_one_stays(meta_fitted, meta_fitted_paper):
+    learned = meta_state(meta_fitted)["scale.log_scale"]
+    assert float(learned) != pytest.approx(np.log(10.0), abs=1e-3)  # meta_fit moved it from the default
+    assert torch.equal(meta_state(clone(meta_fitted))["scale.log_scale"], learned)
+    assert float(meta_state(meta_fitted_paper)["scale.log_scale"]) == 0.0  # fixed at the paper's 1
+    assert not any(p.requires_grad for p in meta_fitted_paper.scale_.parameters())
+
+
+def test_scale_lets_the_attention_sharpen():
+    # At scale 1 a 5-way 1-shot query puts at most e / (e + 4 / e) = 65 % on
+    # its class; a scale of 10 lets meta-training go well past it.
+    cv = EpisodicSplit(n_way=5, k_shot=1, n_query=10, n_episodes=20, random_state=6)
+    top = {}
+    for scale in (1.0, 10.0):
+        learner = MatchingNetworkClassifier(scale=scale, learn_scale=False, **LEARNER).meta_fit(TASKS)
+        top[scale] = np.mean([learner.fit(X_NEW[s], Y_NEW[s]).predict_proba(X_NEW[q]).max(1).mean()
+                              for s, q in cv.split(X_NEW, Y_NEW)])
+    assert top[1.0] <= np.e / (np.e + 4 / np.e) + 1e-6 and top[10.0] > 0.8, top
 
 
 @pytest.mark.parametrize("fce", [False, True])
@@ -107,8 +135,16 @@ def test_transform_feeds_a_scikit_learn_classifier(meta_fitted_fce):
     [
         (dict(fce="yes"), TypeError, "fce must be True or False"),
         (dict(fce=True, fce_steps=0), ValueError, "fce_steps must be a positive integer"),
+        (dict(scale=0.0), ValueError, "scale must be a finite number > 0"),
+        (dict(scale=-2.0), ValueError, "scale must be a finite number > 0"),
+        (dict(scale=float("nan")), ValueError, "scale must be a finite number > 0"),
+        (dict(scale=float("inf")), ValueError, "scale must be a finite number > 0"),
+        (dict(scale="10"), ValueError, "scale must be a finite number > 0"),
+        (dict(scale=True), ValueError, "scale must be a finite number > 0"),
+        (dict(learn_scale="yes"), TypeError, "learn_scale must be True or False"),
     ],
-    ids=["fce-not-bool", "fce-steps"],
+    ids=["fce-not-bool", "fce-steps", "scale-zero", "scale-negative", "scale-nan", "scale-inf", "scale-str",
+         "scale-bool", "learn-scale-not-bool"],
 )
 def test_bad_parameters_raise(params, error, message):
     with pytest.raises(error, match=message):
