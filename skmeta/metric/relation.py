@@ -52,8 +52,10 @@ class RelationNetworkClassifier(MetricMetaLearner):
     Each class is represented by the mean embedding of its support
     examples; the relation module reads a query's embedding next to a
     class's and returns a relation score in (0, 1). ``meta_fit`` learns
-    embedding and relation module together by regressing the scores on the
-    one-hot query labels (mean squared error, as in the paper).
+    embedding and relation module together by the softmax cross-entropy of
+    the query labels over the classes' log relation scores, or, with
+    ``criterion=torch.nn.MSELoss``, as in the paper, by regressing the
+    scores on the one-hot query labels.
     ``predict`` picks the class of highest relation score and
     ``predict_proba`` normalises the scores over the classes. Where a
     prototypical network fixes the metric (Euclidean distance), a relation
@@ -76,11 +78,18 @@ class RelationNetworkClassifier(MetricMetaLearner):
         ``in_features`` and the ``relation__<name>`` arguments; an instance
         is an initialisation template that ``meta_fit`` copies.
 
-    criterion : torch criterion class, default=torch.nn.MSELoss
-        Loss of the relation scores against the one-hot query labels (the
-        paper's mean squared error). With ``torch.nn.CrossEntropyLoss``
-        (or a subclass), the loss is instead the softmax cross-entropy of
-        the query labels over the log relation scores of the classes.
+    criterion : torch criterion class, default=torch.nn.CrossEntropyLoss
+        With ``torch.nn.CrossEntropyLoss`` (or a subclass): the softmax
+        cross-entropy of the query labels over the classes' log relation
+        scores, so every class competes for the query whatever the number
+        of ways. Any other criterion compares the relation scores with the
+        one-hot query labels (``torch.nn.MSELoss``: the paper's squared
+        error, which meta-training at many ways cannot use: the zero
+        targets dominate it; on Omniglot 20-way training it stayed near
+        chance). At 5 ways the two were level on Omniglot after 2 minutes;
+        after 10 minutes of 20-way training the cross-entropy gave 90.61 %
+        5-way 1-shot against the squared error's 86.90 % at 5 ways
+        (docs/benchmarks/omniglot.md).
 
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device
         Meta-training, as in :class:`skorch.NeuralNet`; ``batch_size`` is
@@ -155,7 +164,7 @@ class RelationNetworkClassifier(MetricMetaLearner):
 
     _task_state_names = ("prototypes_",)
 
-    def __init__(self, module=MLP, *args, relation=RelationModule, criterion=torch.nn.MSELoss, **kwargs):
+    def __init__(self, module=MLP, *args, relation=RelationModule, criterion=torch.nn.CrossEntropyLoss, **kwargs):
         # Set before skorch's __init__, as skorch sets `module`: afterwards,
         # skorch refuses a torch module instance outside initialize_module.
         self.relation = relation

@@ -17,10 +17,12 @@ class SiameseNetworkClassifier(MetricMetaLearner):
     Two inputs go through the same embedding network (the twins); their
     similarity is ``p(same) = sigmoid(sum_j alpha_j |h1_j - h2_j| + b)``, a
     learned weighting of the component-wise L1 distance (Koch et al.'s
-    head). ``meta_fit`` trains embedding and head by binary cross-entropy on
-    same/different pairs drawn from the tasks: every pair of examples of an
-    episode (support and query together), same-class pairs and
-    different-class pairs weighted equally, as Koch et al. balance them.
+    head). ``meta_fit`` trains embedding and head on the tasks' episodes by
+    the cross-entropy of each query's class under the rule ``predict``
+    applies; with ``criterion=torch.nn.BCEWithLogitsLoss`` it trains them
+    as Koch et al. do instead, by binary cross-entropy on same/different
+    pairs: every pair of examples of an episode (support and query
+    together), same-class and different-class pairs weighted equally.
     ``fit`` stores the embedded support set; ``predict`` picks the class of
     the most similar support example; ``predict_proba`` is each class's
     similarity (of its most similar support example) normalised over the
@@ -32,8 +34,17 @@ class SiameseNetworkClassifier(MetricMetaLearner):
         The twin embedding network; :class:`~skmeta.modules.Conv4` for
         images. Arguments go in as ``module__<name>``.
 
-    criterion : torch criterion class, default=torch.nn.BCEWithLogitsLoss
-        Loss of a pair's similarity logit against 1 (same) or 0 (different).
+    criterion : torch criterion class, default=torch.nn.CrossEntropyLoss
+        With ``torch.nn.CrossEntropyLoss`` (or a subclass): the softmax
+        cross-entropy of the query labels over the classes' scores, the log
+        similarity of each class's most similar support example, i.e. the
+        episode's classification, which ``predict`` solves. Any other
+        criterion is Koch et al.'s verification objective: the loss of a
+        pair's similarity logit against 1 (same) or 0 (different), over
+        every pair of an episode's examples (``torch.nn.BCEWithLogitsLoss``).
+        On Omniglot, 2 minutes of 5-way 1-shot meta-training gave 87.62 %
+        with the first against 77.32 % with the second
+        (docs/benchmarks/omniglot.md).
 
     optimizer, lr, max_epochs, batch_size, callbacks, warm_start, verbose, device
         Meta-training, as in :class:`skorch.NeuralNet`; ``batch_size`` is
@@ -114,7 +125,7 @@ class SiameseNetworkClassifier(MetricMetaLearner):
 
     _task_state_names = ("support_embeddings_", "support_one_hot_")
 
-    def __init__(self, module=MLP, *args, criterion=torch.nn.BCEWithLogitsLoss, **kwargs):
+    def __init__(self, module=MLP, *args, criterion=torch.nn.CrossEntropyLoss, **kwargs):
         super().__init__(module, *args, criterion=criterion, **kwargs)
 
     def initialize_module(self):
@@ -145,6 +156,8 @@ class SiameseNetworkClassifier(MetricMetaLearner):
         return F.logsigmoid(best)
 
     def _episode_loss(self, task, z_support, z_query, logits, training):
+        if isinstance(self.criterion_, torch.nn.CrossEntropyLoss):
+            return self.get_loss(logits, task.y_query, training=training)
         z = torch.cat([z_support, z_query])
         y = torch.cat([task.y_support, task.y_query])
         first, second = torch.triu_indices(len(z), len(z), offset=1, device=z.device)

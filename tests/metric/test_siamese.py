@@ -25,6 +25,12 @@ def meta_fitted():
     return SiameseNetworkClassifier(**LEARNER).meta_fit(TASKS)
 
 
+@pytest.fixture(scope="module")
+def meta_fitted_pairs():
+    """Koch et al.'s training: balanced binary cross-entropy on pairs."""
+    return SiameseNetworkClassifier(criterion=torch.nn.BCEWithLogitsLoss, **LEARNER).meta_fit(TASKS)
+
+
 def _similarity(learner, X_a, X_b):
     """p(same) of every row of X_a with every row of X_b, by hand from
     transform and the head's weights: sigmoid(alpha . |h1 - h2| + b)."""
@@ -45,7 +51,10 @@ def test_predict_proba_is_the_normalised_similarity_of_the_most_similar_example(
     np.testing.assert_array_equal(learner.predict(X_NEW[query]), classes[best.argmax(1)])
 
 
-def test_meta_training_separates_same_from_different_pairs_of_new_classes(meta_fitted):
+def test_pair_training_separates_same_from_different_pairs_of_new_classes(meta_fitted_pairs):
+    # Koch et al.'s objective makes the similarity a calibrated p(same); the
+    # default, episodic one only needs it to rank a query's classes.
+    learner = meta_fitted_pairs
     rng = np.random.RandomState(0)
     rows = rng.choice(len(X_NEW), 200, replace=False)
     same = Y_NEW[rows][:, None] == Y_NEW[rows][None, :]
@@ -54,18 +63,18 @@ def test_meta_training_separates_same_from_different_pairs_of_new_classes(meta_f
         warnings.simplefilter("ignore", NotMetaFittedWarning)
         untrained = SiameseNetworkClassifier(**LEARNER).fit(X_NEW[:10], Y_NEW[:10])
     gaps = []
-    for learner in (untrained, meta_fitted):
-        similarity = _similarity(learner, X_NEW[rows], X_NEW[rows])
+    for net in (untrained, learner):
+        similarity = _similarity(net, X_NEW[rows], X_NEW[rows])
         gaps.append(similarity[same & off_diagonal].mean() - similarity[~same].mean())
     assert gaps[1] > 0.3 and gaps[1] > gaps[0] + 0.3, gaps
 
 
-def test_meta_loss_is_balanced_binary_cross_entropy_over_all_pairs(meta_fitted):
-    task = [meta_fitted._encode_task(TASKS[0])]
-    loss, _ = meta_fitted.meta_loss(task, training=False)
+def test_pair_loss_is_balanced_binary_cross_entropy_over_all_pairs(meta_fitted_pairs):
+    task = [meta_fitted_pairs._encode_task(TASKS[0])]
+    loss, _ = meta_fitted_pairs.meta_loss(task, training=False)
     X = np.concatenate([TASKS[0].X_support.numpy(), TASKS[0].X_query.numpy()])
     y = np.concatenate([TASKS[0].y_support.numpy(), TASKS[0].y_query.numpy()])
-    similarity = _similarity(meta_fitted, X, X)
+    similarity = _similarity(meta_fitted_pairs, X, X)
     upper = np.triu(np.ones_like(similarity, dtype=bool), k=1)
     same = (y[:, None] == y[None, :]) & upper
     different = (y[:, None] != y[None, :]) & upper
@@ -85,9 +94,10 @@ def test_pipeline_with_nearest_neighbour_on_the_learned_embedding(meta_fitted):
         assert torch.equal(value, before[key])
 
 
-def test_meta_fit_beats_untrained_initialisation(meta_fitted):
+@pytest.mark.parametrize("pairs", [False, True])
+def test_meta_fit_beats_untrained_initialisation(meta_fitted, meta_fitted_pairs, pairs):
     cv = EpisodicSplit(n_way=5, k_shot=1, n_query=10, n_episodes=40, random_state=2)
-    meta = cross_val_score(meta_fitted, X_NEW, Y_NEW, cv=cv).mean()
+    meta = cross_val_score(meta_fitted_pairs if pairs else meta_fitted, X_NEW, Y_NEW, cv=cv).mean()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotMetaFittedWarning)
         untrained = cross_val_score(SiameseNetworkClassifier(**LEARNER), X_NEW, Y_NEW, cv=cv).mean()
@@ -97,3 +107,15 @@ def test_meta_fit_beats_untrained_initialisation(meta_fitted):
 def test_similarity_head_is_meta_state(meta_fitted):
     assert {"similarity.weight", "similarity.bias"} <= set(meta_state(meta_fitted))
     assert meta_fitted.similarity_.in_features == 16
+
+
+def test_default_loss_is_the_cross_entropy_of_the_episode_classification(meta_fitted):
+    # The query labels' cross-entropy over the classes' log similarities of
+    # their most similar support example: the rule predict applies.
+    task = TASKS[0]
+    loss, _ = meta_fitted.meta_loss([meta_fitted._encode_task(task)], training=False)
+    similarity = _similarity(meta_fitted, task.X_query.numpy(), task.X_support.numpy())
+    y_support, y_query = task.y_support.numpy(), task.y_query.numpy()
+    log_best = np.log(np.stack([similarity[:, y_support == c].max(1) for c in range(task.n_way)], axis=1))
+    log_proba = log_best - np.log(np.exp(log_best).sum(1, keepdims=True))
+    assert float(loss) == pytest.approx(-log_proba[np.arange(len(y_query)), y_query].mean(), rel=1e-4)
