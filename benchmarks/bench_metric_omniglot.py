@@ -132,6 +132,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 s budgets, 2 training alphabets, 10 episodes; prints only")
+    parser.add_argument("--note", help="a remark on the conditions of the run, shown after the machine line")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "metric_omniglot.md"))
     args = parser.parse_args(argv)
     train_alphabets = TRAIN_ALPHABETS
@@ -213,7 +214,9 @@ def report(rows, timing, args):
         "queries per class in 5-way episodes, 5 in 20-way ones); the pre-trained backbone is",
         f"trained once, by classification over all {args.n_train_classes} meta-training classes in mini-batches of",
         "64, and serves both of its classifiers and every column. Matching Networks without full",
-        "context embeddings, as Vinyals et al. report them on Omniglot.",
+        "context embeddings, as Vinyals et al. report them on Omniglot. Every method at its",
+        "defaults (Matching: the learned cosine scale; Siamese and Relation: the cross-entropy of",
+        "the episode's classification).",
         "",
         f"Test: {args.episodes} episodes per column, 15 queries per class, the same episodes for",
         "every method; mean accuracy +- 95% confidence interval.",
@@ -225,7 +228,8 @@ def report(rows, timing, args):
         "```",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
-        f"{args.threads} torch threads, single-threaded BLAS, no GPU. Date: {time.strftime('%Y-%m-%d')}.",
+        f"{args.threads} torch threads, single-threaded BLAS, no GPU. Date: {time.strftime('%Y-%m-%d')}."
+        + (f" {args.note}" if args.note else ""),
         "",
         "| method | " + " | ".join(f"{s} (%)" for s in settings)
         + " | meta-training per model (s) | adaptation, 5-way 5-shot `fit` (ms) |",
