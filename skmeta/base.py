@@ -524,10 +524,10 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         # A finite gradient can still overflow the optimiser's state (Adam's
         # squared-gradient average) and leave non-finite weights; huge inputs
         # can overflow batch norm's running statistics.
-        state = [(f"{module_name}{name}", value) for module_name, module in owned_modules(self).items()
-                 for name, value in (*module.named_parameters(), *module.named_buffers())]
+        modules = owned_modules(self)
+        state = [t for module in modules.values() for t in (*module.parameters(), *module.buffers())]
         accuracy = checks["accuracy"]
-        values = [checks["loss"].float(), checks["grads_finite"], _all_finite([t for _, t in state]),
+        values = [checks["loss"].float(), checks["grads_finite"], _all_finite(state),
                   torch.as_tensor(0.0 if accuracy is None else accuracy, dtype=torch.float32)]
         device = values[0].device
         loss, grads_finite, state_finite, accuracy_value = torch.stack([v.to(device) for v in values]).tolist()
@@ -539,7 +539,11 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
             self._check_all_finite(((name, p.grad) for name, p in self.get_all_learnable_params()),
                                    "meta-gradient of {}")
         if not state_finite:
-            self._check_all_finite(state, "{} after the update")
+            self._check_all_finite(
+                ((f"{module_name}{name}", value) for module_name, module in modules.items()
+                 for name, value in (*module.named_parameters(), *module.named_buffers())),
+                "{} after the update",
+            )
         if accuracy is not None:
             self.history.record_batch("train_acc", accuracy_value)
         # skorch records the loss with .item(): a host copy makes that free.
