@@ -46,7 +46,15 @@ from skorch.callbacks import (
 from .tasks._episodes import Task
 from .tasks._intake import EncodedTask, TaskDataset, TaskLoader, check_labels, check_task, peek_tasks
 from .tasks._stream import TaskStream
-from .utils._torch import SeededRNG, as_tensor, has_non_finite, owned_modules, set_training, torch_dtype
+from .utils._torch import (
+    SeededRNG,
+    all_finite,
+    as_tensor,
+    has_non_finite,
+    owned_modules,
+    set_training,
+    torch_dtype,
+)
 
 __all__ = [
     "MetaLearner",
@@ -506,7 +514,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         grads = [p.grad for _, p in self.get_all_learnable_params()]
         # Checked in train_step, after the update, in the step's one read of
         # device values: each read stalls a GPU's queue until it drains.
-        checks = {"loss": loss.detach(), "grads_finite": _all_finite(grads), "accuracy": accuracy}
+        checks = {"loss": loss.detach(), "grads_finite": all_finite(grads), "accuracy": accuracy}
         return {"loss": loss, "y_pred": None, "checks": checks}
 
     def _meta_backward(self, tasks):
@@ -527,7 +535,7 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         modules = owned_modules(self)
         state = [t for module in modules.values() for t in (*module.parameters(), *module.buffers())]
         accuracy = checks["accuracy"]
-        values = [checks["loss"].float(), checks["grads_finite"], _all_finite(state),
+        values = [checks["loss"].float(), checks["grads_finite"], all_finite(state),
                   torch.as_tensor(0.0 if accuracy is None else accuracy, dtype=torch.float32)]
         device = values[0].device
         loss, grads_finite, state_finite, accuracy_value = torch.stack([v.to(device) for v in values]).tolist()
@@ -551,15 +559,12 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         return step
 
     def _check_all_finite(self, named_tensors, what):
-        """``_check_finite`` over many tensors with one host-device sync (one
-        per tensor would stall a GPU's queue every time)."""
-        named = [(name, t) for name, t in named_tensors if t is not None and t.is_floating_point()]
-        if not named:
-            return
-        finite = torch.stack([t.isfinite().all() for _, t in named])
-        if not bool(finite.all()):
-            name, value = named[int((~finite).nonzero()[0, 0])]
-            self._check_finite(value, what.format(name))
+        """``_check_finite`` over ``(name, tensor)`` pairs, raising for the
+        first non-finite one; for the failure path, after ``all_finite``
+        has flagged the group (it reads each tensor separately)."""
+        for name, value in named_tensors:
+            if value is not None and value.is_floating_point():
+                self._check_finite(value, what.format(name))
 
     def _check_finite(self, value, what):
         if not torch.isfinite(value).all():
@@ -833,22 +838,6 @@ class MetaLearner(NeuralNet, metaclass=ABCMeta):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-def _all_finite(tensors):
-    """Whether every floating-point tensor of ``tensors`` (None skipped) is
-    finite, as a device tensor: no read, so no sync. The largest magnitude
-    of each is NaN or inf exactly when it has a NaN or inf, and cannot
-    overflow as a sum would."""
-    tensors = [t.detach() for t in tensors if t is not None and t.is_floating_point()]
-    if not tensors:
-        return torch.tensor(True)
-    by_device = {}
-    for t in tensors:
-        by_device.setdefault((t.device, t.dtype), []).append(t)
-    flags = [torch.stack(torch._foreach_norm(group, float("inf"))).isfinite().all()
-             for group in by_device.values()]
-    return torch.stack([f.to(flags[0].device) for f in flags]).all()
 
 
 def _same(a, b):

@@ -40,6 +40,7 @@ from skmeta import (
 )
 from skmeta.base import MetaTrainingInterruptedWarning
 from skmeta.tasks import DatasetCollection, SinusoidTasks
+from skmeta.utils._torch import all_finite
 from skmeta.utils.estimator_checks import meta_state
 
 X_POOL, Y_POOL = make_subspace_classes(n_classes=20, n_per_class=10, n_features=12)
@@ -345,3 +346,25 @@ def test_any_task_gives_a_clear_error_or_finite_weights(name, task):
 
 FITTED = {name: _learner(name).meta_fit(_tasks(name)) for name in
           ["protonet", "maml", "mann", "relation", "pretrained", "featurevote"]}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    poison=st.sampled_from([None, float("nan"), float("inf"), -float("inf"), 3e38]),
+    where=st.integers(0, 100),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+)
+def test_all_finite_flags_exactly_the_non_finite_tensor_groups(sizes, poison, where, dtype):
+    # The one flag each meta-update reads: true exactly when every value is
+    # finite, whatever the dtypes mixed in the list (huge finite values are
+    # finite: a sum would overflow, a largest magnitude does not).
+    tensors = [torch.randn(n, dtype=dtype) for n in sizes] + [None, torch.arange(3)]
+    if poison is not None:
+        flat = [t for t in tensors[: len(sizes)]]
+        target = flat[where % len(flat)]
+        target[where % len(target)] = poison
+    flag = all_finite(tensors)
+    assert flag.dim() == 0 and flag.dtype == torch.bool
+    expected = all(bool(t.isfinite().all()) for t in tensors[: len(sizes)])
+    assert bool(flag) == expected

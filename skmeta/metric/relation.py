@@ -221,6 +221,6 @@ class RelationNetworkClassifier(MetricMetaLearner):
         if isinstance(self.criterion_, torch.nn.CrossEntropyLoss):
             # Softmax cross-entropy over the classes' log relation scores:
             # every class competes for the query, whatever the number of ways.
-            return self.get_loss(logits, task.y_query, training=training)
+            return super()._episode_loss(task, z_support, z_query, logits, training)
         one_hot = F.one_hot(task.y_query, task.n_way).to(logits.dtype)
         return self.get_loss(logits.exp(), one_hot, training=training)

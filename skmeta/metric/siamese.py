@@ -157,7 +157,7 @@ class SiameseNetworkClassifier(MetricMetaLearner):
 
     def _episode_loss(self, task, z_support, z_query, logits, training):
         if isinstance(self.criterion_, torch.nn.CrossEntropyLoss):
-            return self.get_loss(logits, task.y_query, training=training)
+            return super()._episode_loss(task, z_support, z_query, logits, training)
         z = torch.cat([z_support, z_query])
         y = torch.cat([task.y_support, task.y_query])
         first, second = torch.triu_indices(len(z), len(z), offset=1, device=z.device)

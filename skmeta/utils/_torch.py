@@ -111,6 +111,23 @@ def has_non_finite(values, allow_nan=False):
     return bool((torch.isinf(values) if allow_nan else ~torch.isfinite(values)).any())
 
 
+def all_finite(tensors):
+    """Whether every floating-point tensor of ``tensors`` (None skipped) is
+    finite, as a 0-d bool tensor on their device: unlike ``has_non_finite``
+    it reads nothing back, so a GPU's queue does not stall. The largest magnitude
+    of each is NaN or inf exactly when it has a NaN or inf, and cannot
+    overflow as a sum would."""
+    tensors = [t.detach() for t in tensors if t is not None and t.is_floating_point()]
+    if not tensors:
+        return torch.tensor(True)
+    by_device = {}
+    for t in tensors:
+        by_device.setdefault((t.device, t.dtype), []).append(t)
+    flags = [torch.stack(torch._foreach_norm(group, float("inf"))).isfinite().all()
+             for group in by_device.values()]
+    return torch.stack([f.to(flags[0].device) for f in flags]).all()
+
+
 def full_precision(tensor):
     """``tensor`` out of autocast's reduced precision: bfloat16 and float16
     become float32, float32 and float64 stay as they are."""
